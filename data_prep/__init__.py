@@ -1,0 +1,1 @@
+"""Turning expression databases into the LMDBs the nets read."""

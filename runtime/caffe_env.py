@@ -1,0 +1,60 @@
+"""Locating and checking the project's Caffe.
+
+scripts/install.sh builds Caffe and writes ``.venv/bin/caffe`` (a wrapper that
+sets the PYTHONPATH of caffe's embedded interpreter) and a ``.pth`` file that
+makes ``import caffe`` work in ``.venv/bin/python``. Everything that runs Caffe
+goes through this module so that a missing or broken install produces one
+message that says what to run.
+"""
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INSTALL_HINT = ("run `bash scripts/install.sh` in {repo} (it builds Caffe and .venv/), "
+                "then use .venv/bin/python and .venv/bin/caffe, or `source .venv/bin/activate`")
+
+
+class CaffeNotAvailable(RuntimeError):
+    """Caffe (pycaffe or the caffe tool) is missing or does not run."""
+
+
+def _hint():
+    return INSTALL_HINT.format(repo=REPO_ROOT)
+
+
+def import_caffe():
+    """Return the pycaffe module, or raise CaffeNotAvailable saying what to run."""
+    try:
+        caffe = importlib.import_module("caffe")
+    except ImportError as exc:
+        raise CaffeNotAvailable(
+            f"pycaffe cannot be imported by {sys.executable} ({exc}); {_hint()}") from exc
+    if not hasattr(caffe, "Net") or not hasattr(caffe, "Layer"):
+        raise CaffeNotAvailable(
+            f"the 'caffe' module at {getattr(caffe, '__file__', '?')} is not pycaffe; {_hint()}")
+    return caffe
+
+
+def caffe_binary():
+    """Path of the caffe tool to run: $FER_CAFFE_BIN, else the repo's .venv/bin/caffe."""
+    path = Path(os.environ.get("FER_CAFFE_BIN") or REPO_ROOT / ".venv" / "bin" / "caffe")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise CaffeNotAvailable(f"the caffe tool {path} does not exist; {_hint()}")
+    return path
+
+
+def check_caffe_binary(path=None):
+    """Run ``caffe --version``; return the version line or raise CaffeNotAvailable."""
+    path = Path(path) if path else caffe_binary()
+    try:
+        proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60)
+    except OSError as exc:
+        raise CaffeNotAvailable(f"the caffe tool {path} cannot be started ({exc}); {_hint()}") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise CaffeNotAvailable(
+            f"the caffe tool {path} is broken (exit {proc.returncode}: {detail[0]}); {_hint()}")
+    return proc.stdout.strip() or proc.stderr.strip()

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, idempotently (a second run takes
+# seconds):
+#   1. the Debian packages in caffe_build/debian-packages.txt;
+#   2. Caffe, built by the top-level CMakeLists.txt into a cache outside the
+#      clone keyed by (CMakeLists.txt, patches, flags), unless it is there
+#      already or FER_CAFFE_PREFIX names an existing install;
+#   3. .venv/ from Debian's /usr/bin/python3 (--system-site-packages) with
+#      requirements.txt, a .pth that makes caffe and the project importable,
+#      and .venv/bin/caffe, a wrapper that gives the caffe tool's embedded
+#      interpreter the PYTHONPATH it needs.
+# Where everything is gets recorded in .venv/fer-env.sh.
+#
+# Environment:
+#   FER_CACHE_DIR      cache root (default ${XDG_CACHE_HOME:-~/.cache}/fer-sparse)
+#   FER_CAFFE_PREFIX   use this Caffe install (bin/caffe, python/caffe) instead of building
+#   FER_CAFFE_SOURCE_DIR  build from this git checkout of BVLC/caffe at 99bd997
+#   FER_CAFFE_CXX_FLAGS   extra compiler flags for Caffe (part of the cache key)
+#   FER_SKIP_APT=1     do not call apt-get (packages already there)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=/usr/bin/python3
+venv="$repo/.venv"
+cache=${FER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fer-sparse}
+cxx_flags=${FER_CAFFE_CXX_FLAGS:-}
+say() { printf '[install] %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_debian_packages() {
+    mapfile -t pkgs < <(grep -v '^\s*#' "$repo/caffe_build/debian-packages.txt" | grep -v '^\s*$')
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "Debian packages: all ${#pkgs[@]} present"
+        return
+    fi
+    if [ "${FER_SKIP_APT:-0}" = 1 ]; then
+        say "error: FER_SKIP_APT=1 but these packages are missing: ${missing[*]}"
+        exit 1
+    fi
+    say "Debian packages: installing ${#missing[@]} (${missing[*]})"
+    as_root apt-get update -q
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# The cache key covers everything that changes the built Caffe.
+caffe_cache_key() {
+    {
+        sha256sum "$repo/CMakeLists.txt" "$repo"/caffe_build/patches/*.patch | awk '{print $1}'
+        echo "cxx_flags=$cxx_flags"
+        echo "source_dir=${FER_CAFFE_SOURCE_DIR:+git-99bd997}"
+        "$python" -c 'import sys; print(sys.version)'
+    } | sha256sum | cut -c1-16
+}
+
+build_caffe() {
+    local prefix=$1
+    local build="$cache/build-$(basename "$prefix")"
+    local source_arg
+    if [ -n "${FER_CAFFE_SOURCE_DIR:-}" ]; then
+        source_arg="-DCAFFE_SOURCE_DIR=$FER_CAFFE_SOURCE_DIR"
+    else
+        source_arg="-DCAFFE_SOURCE_TARBALL=$("$repo/scripts/fetch_caffe_source.sh" "$cache/src")"
+    fi
+    rm -rf "$build" "$prefix"
+    say "building Caffe into $prefix (about 4 minutes on 2 cores; log: $build/caffe/src/caffe-stamp/)"
+    cmake -S "$repo" -B "$build" "$source_arg" -DCAFFE_INSTALL_PREFIX="$prefix" \
+        -DCAFFE_CXX_FLAGS="$cxx_flags" -DCAFFE_PYTHON_EXECUTABLE="$python" >"$cache/cmake-configure.log" 2>&1 \
+        || { cat "$cache/cmake-configure.log" >&2; exit 1; }
+    cmake --build "$build"
+    # The marker is written last: a prefix without it is an interrupted build.
+    date -u +%FT%TZ >"$prefix/.fer-build-complete"
+    rm -rf "$build"
+}
+
+find_or_build_caffe() {
+    if [ -n "${FER_CAFFE_PREFIX:-}" ]; then
+        [ -x "$FER_CAFFE_PREFIX/bin/caffe" ] && [ -d "$FER_CAFFE_PREFIX/python/caffe" ] || {
+            say "error: FER_CAFFE_PREFIX=$FER_CAFFE_PREFIX has no bin/caffe and python/caffe"
+            exit 1
+        }
+        say "Caffe: using FER_CAFFE_PREFIX=$FER_CAFFE_PREFIX"
+        caffe_prefix=$FER_CAFFE_PREFIX
+        return
+    fi
+    mkdir -p "$cache"
+    caffe_prefix="$cache/caffe-$(caffe_cache_key)"
+    if [ -f "$caffe_prefix/.fer-build-complete" ]; then
+        say "Caffe: cached at $caffe_prefix"
+    else
+        build_caffe "$caffe_prefix"
+    fi
+}
+
+make_venv() {
+    if [ ! -x "$venv/bin/python" ] || [ "$(readlink -f "$venv/bin/python")" != "$(readlink -f "$python")" ]; then
+        say "creating $venv from $python"
+        rm -rf "$venv"
+        "$python" -m venv --system-site-packages "$venv"
+    fi
+    local stamp="$venv/.requirements.sha256"
+    local want
+    want=$(sha256sum "$repo/requirements.txt" | cut -c1-64)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "pip: installing requirements.txt into $venv"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$repo/requirements.txt"
+        echo "$want" >"$stamp"
+    else
+        say "pip: requirements.txt already installed"
+    fi
+}
+
+link_environment() {
+    local site
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    # The project and pycaffe on every .venv python's path, no sys.path edits in code.
+    printf '%s\n%s\n' "$repo" "$caffe_prefix/python" >"$site/fer_sparse.pth"
+    cat >"$venv/fer-env.sh" <<ENV
+# Written by scripts/install.sh: where the project's pieces are.
+FER_REPO='$repo'
+FER_CAFFE_PREFIX='$caffe_prefix'
+FER_CAFFE_BIN='$caffe_prefix/bin/caffe'
+FER_VENV='$venv'
+FER_VENV_SITE='$site'
+ENV
+    # caffe's embedded interpreter is Debian's python, which ignores an activated
+    # venv: hand it the project, pycaffe and the venv's packages explicitly.
+    cat >"$venv/bin/caffe" <<WRAP
+#!/bin/sh
+# Written by scripts/install.sh: runs the project's Caffe with Python layers importable.
+export PYTHONPATH='$repo:$caffe_prefix/python:$site'\${PYTHONPATH:+:\$PYTHONPATH}
+exec '$caffe_prefix/bin/caffe' "\$@"
+WRAP
+    chmod +x "$venv/bin/caffe"
+}
+
+check_environment() {
+    "$venv/bin/caffe" --version >/dev/null 2>&1 || {
+        say "error: $venv/bin/caffe does not run; remove $caffe_prefix and rerun scripts/install.sh"
+        exit 1
+    }
+    "$venv/bin/python" -c 'import caffe, caffe_layers' || {
+        say "error: .venv/bin/python cannot import caffe; remove $caffe_prefix and rerun scripts/install.sh"
+        exit 1
+    }
+}
+
+install_debian_packages
+find_or_build_caffe
+make_venv
+link_environment
+check_environment
+say "ready: source .venv/bin/activate   (caffe: $caffe_prefix)"
