@@ -68,7 +68,7 @@ def tiny_train_dir(tmp_path, rng):
     (tmp_path / "net.prototxt").write_text(tiny_net(tmp_path / "train_lmdb", 16))
     (tmp_path / "solver.prototxt").write_text(textwrap.dedent(f'''
         net: "{tmp_path / 'net.prototxt'}"
-        base_lr: 0.5  momentum: 0.9  lr_policy: "fixed"
+        base_lr: 0.02  momentum: 0.9  lr_policy: "fixed"
         max_iter: 40  display: 1  snapshot: 0
         snapshot_after_train: false  solver_mode: CPU  random_seed: 1
     '''))
@@ -93,7 +93,7 @@ def test_caffe_train_with_python_loss_decreases(caffe_bin, tiny_train_dir):
     proc = run_caffe(caffe_bin, ["train", "-solver", str(tiny_train_dir / "solver.prototxt")],
                      tiny_train_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    losses = [float(v) for v in re.findall(r"Iteration \d+ .*?, loss = ([-\d.e+]+)", proc.stderr)]
+    losses = [float(v) for v in re.findall(r"Iteration \d+ .*?, loss = ([-+.\deE]+\d)", proc.stderr)]
     assert len(losses) >= 20, proc.stderr[-3000:]
     first, last = np.mean(losses[:3]), np.mean(losses[-3:])
     assert last < 0.5 * first, losses
