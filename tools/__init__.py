@@ -1,0 +1,1 @@
+"""Command-line tools (cross-validation, evaluation, reports, benchmarks) and their modules."""
