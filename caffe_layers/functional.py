@@ -1,0 +1,116 @@
+"""The maths of the project's Caffe layers, in plain numpy (no caffe import).
+
+Shapes: features are (N, D) arrays (the layers flatten N×D×1×1 blobs), labels
+are int arrays of length N. Sums are accumulated in float64; gradients keep
+the input dtype (float32 inside Caffe).
+"""
+import numpy as np
+
+
+# --- feature sparseness (paper Eq. 4 and 7) --------------------------------
+
+def sparseness_penalty(features, p):
+    """(1/p) * sum over every element of |z|^p: Eq. 4 summed over the samples."""
+    flat = np.asarray(features, dtype=np.float64).reshape(-1)
+    if p == 2:
+        return 0.5 * float(flat @ flat)
+    if p == 1:
+        return float(np.abs(flat).sum())
+    raise ValueError(f"p must be 1 or 2, got {p!r}")
+
+
+def sparseness_gradient(features, p):
+    """d/dz of sparseness_penalty: z for p = 2, sign(z) for p = 1 (0 at 0), Eq. 7."""
+    if p == 2:
+        return np.array(features, copy=True)
+    if p == 1:
+        return np.sign(features)
+    raise ValueError(f"p must be 1 or 2, got {p!r}")
+
+
+# --- center loss (Wen et al., ECCV 2016) ------------------------------------
+
+def center_residuals(features, labels, centers):
+    """x_i - c_{y_i}, shape (N, D)."""
+    return features - centers[labels]
+
+
+def center_loss(residuals):
+    """(1 / 2N) * sum_i ||x_i - c_{y_i}||^2."""
+    flat = np.asarray(residuals, dtype=np.float64).reshape(-1)
+    return 0.5 * float(flat @ flat) / residuals.shape[0]
+
+
+def center_updates(residuals, labels, num_classes):
+    """Wen et al.'s center step Δc_j = sum_{i: y_i = j} (c_j - x_i) / (1 + n_j), shape (num_classes, D).
+
+    Rows of classes absent from the batch are 0. This is the published update
+    rule, not the gradient of center_loss (which would divide by N instead).
+    """
+    updates = np.zeros((num_classes, residuals.shape[1]), dtype=residuals.dtype)
+    # Sort once and sum runs of equal labels: one vectorised pass whatever
+    # num_classes is (np.add.at is unbuffered and slow before numpy 1.25).
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    counts = np.diff(np.r_[starts, len(labels)])
+    sums = np.add.reduceat(residuals[order], starts, axis=0)
+    updates[sorted_labels[starts]] = -sums / (1.0 + counts)[:, np.newaxis]
+    return updates
+
+
+# --- L2 normalisation (paper Eq. 3; NormFace / L2-constrained softmax) -----
+
+def l2_normalize(features, alpha, eps):
+    """y_i = alpha * x_i / sqrt(||x_i||^2 + eps); returns (y, 1 / sqrt(||x_i||^2 + eps) as (N, 1))."""
+    squared = np.einsum("nd,nd->n", features, features, dtype=np.float64)
+    inv_norm = (1.0 / np.sqrt(squared + eps))[:, np.newaxis].astype(features.dtype)
+    return alpha * features * inv_norm, inv_norm
+
+
+def l2_normalize_backward(features, inv_norm, alpha, top_diff):
+    """Gradients of l2_normalize: (dL/dx (N, D), dL/dalpha scalar).
+
+    With u = x / s, s = sqrt(||x||^2 + eps): dL/dx = alpha / s * (g - u (u . g)),
+    dL/dalpha = sum g . u.
+    """
+    unit = features * inv_norm
+    along = np.einsum("nd,nd->n", unit, top_diff)[:, np.newaxis]
+    bottom_diff = (alpha * inv_norm) * (top_diff - unit * along)
+    alpha_diff = float(np.einsum("nd,nd->", top_diff, unit, dtype=np.float64))
+    return bottom_diff, alpha_diff
+
+
+# --- connection pruning (Han et al. 2015, the paper's "c.p.") --------------
+
+def magnitude_mask(weights, prune_ratio):
+    """Boolean keep-mask that removes the round(prune_ratio * size) smallest-|w| weights.
+
+    Ties are broken by position (stable sort), so the mask is a deterministic
+    function of the weights; once pruned weights are exactly 0 they are the
+    smallest, which is why the same mask comes back after save and reload.
+    """
+    pruned = int(round(prune_ratio * weights.size))
+    keep = np.ones(weights.size, dtype=bool)
+    if pruned:
+        order = np.argsort(np.abs(weights).reshape(-1), kind="stable")
+        keep[order[:pruned]] = False
+    return keep.reshape(weights.shape)
+
+
+def weight_penalty_gradient(weights, kind):
+    """Gradient of the c.p. penalty 0.5 * ||W||^2 ("l2"), ||W||_1 ("l1") or none: W, sign(W) or 0."""
+    if kind == "l2":
+        return np.array(weights, copy=True)
+    if kind == "l1":
+        return np.sign(weights)
+    if kind == "none":
+        return np.zeros_like(weights)
+    raise ValueError(f"penalty must be 'l1', 'l2' or 'none', got {kind!r}")
+
+
+def xavier_uniform(shape, rng):
+    """Caffe's "xavier" filler (variance_norm FAN_IN): U(-a, a), a = sqrt(3 / fan_in)."""
+    fan_in = int(np.prod(shape[1:]))
+    scale = np.sqrt(3.0 / fan_in)
+    return rng.uniform(-scale, scale, size=shape)
