@@ -1,0 +1,223 @@
+"""Train/val and deploy nets: a trunk (MI), the two FC layers (MII) and the
+variant's losses, from one definition.
+
+The paper's notation (Table 1) maps onto every net the same way: z = FC1's
+input (the trunk's output), V = FC1's weights, x = FC1's output = FC2's input,
+W = FC2's (the classifier's) weights. ``roles()`` names those blobs and layers.
+"""
+from dataclasses import dataclass
+
+from nets import blocks
+from nets.architectures import TRUNKS
+from nets.catalog import (DROPOUT_RATIO, LAMBDA_C, LAMBDA_FC, LAMBDA_WEIGHT, PRUNE_RATIO,
+                          WEIGHT_DECAY, check_net, check_variant)
+from runtime.caffe_env import import_caffe
+
+DEFAULT_BATCH_SIZE = 64        # Section 3
+DEFAULT_TEST_BATCH_SIZE = 50
+# Caffe's weight decay is an L2 penalty; raising a layer's weight decay_mult by
+# lambda / weight_decay adds the weight-sparseness penalty lambda to it.
+WEIGHT_L2_DECAY_MULT = 1 + LAMBDA_WEIGHT / WEIGHT_DECAY
+
+
+@dataclass(frozen=True)
+class NetRoles:
+    """Which blobs and layers of a generated net play the paper's roles."""
+    net: str
+    num_classes: int
+    input_size: int
+    input_shape: tuple     # (channels, height, width) of the ``data`` blob: raw 0-255 gray
+    z_blob: str            # FC1's input (MI's output)
+    z_shape: tuple
+    fc1_layer: str         # FC1, weights V (num_output x dim z)
+    x_blob: str            # FC1's output after its activation = FC2's input
+    classifier_layer: str  # FC2, weights W
+    logits_blob: str
+    hidden_blobs: tuple    # the hidden layers of the ^{H,S} / ^{H,D} variants (ends in z, x)
+    conv_layer: str        # the toy net's convolution (its top is z); None for the others
+
+
+def _defaults(net, num_classes, input_size):
+    info = check_net(net)
+    num_classes = info.num_classes if num_classes is None else int(num_classes)
+    input_size = info.input_size if input_size is None else int(input_size)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    return num_classes, input_size
+
+
+def _classifier_name(trunk, num_classes):
+    # The class count is in the name so that a model fine-tuned on 7 classes
+    # loads into a 6-class net without a shape clash (Caffe matches by name).
+    return f"{trunk.classifier_base}_{num_classes}cls"
+
+
+def _fc(n, name, bottom, num_output, variant, role):
+    """FC1 (role "V") or FC2 (role "W") as the variant wants it."""
+    if variant.pruning is not None and variant.pruning.target == role:
+        return blocks.masked_inner_product(n, name, bottom, num_output, PRUNE_RATIO,
+                                           variant.pruning.penalty, LAMBDA_WEIGHT)
+    decay_mult = WEIGHT_L2_DECAY_MULT if role in variant.weight_l2 else 1
+    return blocks.inner_product(n, name, bottom, num_output, weight_decay_mult=decay_mult)
+
+
+def _dropout(n, name, bottom):
+    # Not in place: the sparseness and center losses see the undropped feature.
+    L, _ = blocks.caffe_layers()
+    n[name] = L.Dropout(bottom, dropout_ratio=DROPOUT_RATIO)
+    return n[name]
+
+
+def _l2_normalize(n, name, bottom, l2norm):
+    if l2norm.learn:
+        n[name] = blocks.python_layer("l2_norm", "L2Normalize", name, [bottom],
+                                      {"alpha": l2norm.alpha, "learn_alpha": True},
+                                      param=[{"lr_mult": 1, "decay_mult": 0}])
+    else:
+        n[name] = blocks.python_layer("l2_norm", "L2Normalize", name, [bottom],
+                                      {"alpha": l2norm.alpha})
+    return n[name]
+
+
+def _sparseness_bottoms(sparseness, trunk, x_blob, x):
+    if sparseness.where == "x":
+        tops = [x]
+    elif sparseness.where == "zx":
+        tops = [trunk.z, x]
+    else:
+        tops = [top for _, top in trunk.hidden] + [x]
+    coefficient = 1.0 / len(tops) if sparseness.divided else 1.0
+    return tops, [coefficient] * len(tops)
+
+
+def _build(net, variant_name, num_classes, input_size, data, label):
+    """Trunk, FC head and losses on top of the given data/label tops.
+
+    Returns (NetSpec, trunk, roles)."""
+    variant = check_variant(variant_name)
+    caffe = import_caffe()
+    L, _ = blocks.caffe_layers()
+    n = caffe.NetSpec()
+    n.data, n.label = data, label
+    trunk = TRUNKS[net](n, n.data, input_size)
+
+    fc1_input = _dropout(n, f"{trunk.z_blob}_drop", trunk.z) if variant.dropout else trunk.z
+    x = _fc(n, trunk.fc1_layer, fc1_input, trunk.fc1_outputs, variant, "V")
+    if trunk.fc1_relu:
+        x = blocks.relu(n, trunk.fc1_relu, x)
+    x_blob = trunk.fc1_layer
+    classifier_input = x
+    if variant.dropout:
+        classifier_input = _dropout(n, f"{x_blob}_drop", x)
+    if variant.l2norm is not None:
+        classifier_input = _l2_normalize(n, f"{x_blob}_norm", x, variant.l2norm)
+    classifier = _classifier_name(trunk, num_classes)
+    logits = _fc(n, classifier, classifier_input, num_classes, variant, "W")
+
+    n.loss = L.SoftmaxWithLoss(logits, n.label)
+    n.accuracy = L.Accuracy(logits, n.label, include={"phase": blocks.TEST})
+    if variant.sparseness is not None:
+        tops, coefficients = _sparseness_bottoms(variant.sparseness, trunk, x_blob, x)
+        n.sparseness_loss = blocks.python_layer(
+            "sparseness", "FeatureSparsenessLoss", "sparseness_loss", tops,
+            {"p": variant.sparseness.p, "coefficients": coefficients, "normalize": "batch"},
+            loss_weight=LAMBDA_FC)
+    if variant.center:
+        n.center_loss = blocks.python_layer(
+            "center_loss", "CenterLoss", f"center_loss_{num_classes}cls", [x, n.label],
+            {"num_classes": num_classes}, loss_weight=LAMBDA_C,
+            param=[{"lr_mult": 1, "decay_mult": 0}])
+
+    roles = NetRoles(
+        net=net, num_classes=num_classes, input_size=input_size,
+        input_shape=(1, input_size, input_size), z_blob=trunk.z_blob, z_shape=trunk.z_shape,
+        fc1_layer=trunk.fc1_layer, x_blob=x_blob, classifier_layer=classifier,
+        logits_blob=classifier,
+        hidden_blobs=tuple(name for name, _ in trunk.hidden) + (x_blob,),
+        conv_layer=trunk.conv_layer)
+    return n, roles
+
+
+def roles(net, num_classes=None, input_size=None):
+    """The NetRoles of ``net`` at this class count and input size (any variant)."""
+    num_classes, input_size = _defaults(net, num_classes, input_size)
+    L, _ = blocks.caffe_layers()
+    data, label = L.Input(ntop=2)
+    return _build(net, "softmax", num_classes, input_size, data, label)[1]
+
+
+def train_val_net(net, variant, num_classes=None, train_source=None, test_source=None,
+                  input_size=None, batch_size=None, test_batch_size=None):
+    """The train/val NetParameter: LMDB Data layers for TRAIN and TEST.
+
+    Defaults (None) come from nets.catalog.NETS[net] and the paper's batch 64.
+    Sources are written as given: relative paths resolve against the directory
+    ``caffe`` runs in (the repo root for the committed nets).
+    """
+    info = check_net(net)
+    num_classes, input_size = _defaults(net, num_classes, input_size)
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+    test_batch_size = DEFAULT_TEST_BATCH_SIZE if test_batch_size is None else int(test_batch_size)
+    train_source = info.train_source if train_source is None else train_source
+    test_source = info.test_source if test_source is None else test_source
+    data, label = blocks.data_layer(train_source, batch_size, input_size, blocks.TRAIN)
+    spec, _ = _build(net, variant, num_classes, input_size, data, label)
+    proto = spec.to_proto()
+
+    caffe = import_caffe()
+    test_spec = caffe.NetSpec()
+    test_spec.data, test_spec.label = blocks.data_layer(test_source, test_batch_size, input_size,
+                                                        blocks.TEST)
+    layers = [proto.layer[0], test_spec.to_proto().layer[0]] + list(proto.layer[1:])
+    result = caffe.proto.caffe_pb2.NetParameter(name=f"{net}_{variant}")
+    result.layer.extend(layers)
+    return result
+
+
+def phase_net(net_param, phase):
+    """The layers of ``net_param`` that Caffe instantiates in ``phase`` (0 TRAIN,
+    1 TEST), with their phase rules removed."""
+    caffe_pb2 = import_caffe().proto.caffe_pb2
+    result = caffe_pb2.NetParameter()
+    result.CopyFrom(net_param)
+    del result.layer[:]
+    for layer in net_param.layer:
+        included = (not layer.include) or any(rule.phase == phase for rule in layer.include)
+        excluded = any(rule.phase == phase for rule in layer.exclude)
+        if included and not excluded:
+            copy = result.layer.add()
+            copy.CopyFrom(layer)
+            del copy.include[:]
+            del copy.exclude[:]
+    return result
+
+
+def deploy_from_test(net_param, logits_blob, batch_size=1):
+    """Derive a deploy net from a train/val net's TEST phase.
+
+    The Data layer becomes an Input ``data`` of the same crop size (1 gray
+    channel, raw 0-255 values: normalisation is inside the net); every layer
+    that needs the label or carries a loss weight goes; Softmax ``prob`` ends it.
+    """
+    caffe_pb2 = import_caffe().proto.caffe_pb2
+    test = phase_net(net_param, blocks.TEST)
+    deploy = caffe_pb2.NetParameter(name=net_param.name)
+    for layer in test.layer:
+        if layer.type == "Data":
+            side = layer.transform_param.crop_size
+            data = deploy.layer.add(name="data", type="Input", top=["data"])
+            data.input_param.shape.add(dim=[batch_size, 1, side, side])
+        elif "label" in layer.bottom or any(weight != 0 for weight in layer.loss_weight):
+            continue
+        else:
+            deploy.layer.add().CopyFrom(layer)
+    deploy.layer.add(name="prob", type="Softmax", bottom=[logits_blob], top=["prob"])
+    return deploy
+
+
+def deploy_net(net, variant, num_classes=None, input_size=None, batch_size=1):
+    """The deploy NetParameter: Input ``data`` (batch, 1, S, S) -> ... -> ``prob``."""
+    train_val = train_val_net(net, variant, num_classes=num_classes, input_size=input_size,
+                              train_source="unused", test_source="unused")
+    logits = roles(net, num_classes, input_size).logits_blob
+    return deploy_from_test(train_val, logits, batch_size=batch_size)
