@@ -11,7 +11,7 @@ caffe = import_caffe()
 SCHEMA = {
     "alpha": Param("float", 1.0, "a positive number", lambda v: v > 0),
     "learn_alpha": Param("bool", False, "true or false"),
-    "eps": Param("float", 1e-10, "a non-negative number", lambda v: v >= 0),
+    "eps": Param("float", 1e-6, "a non-negative number", lambda v: v >= 0),
 }
 
 
@@ -25,8 +25,9 @@ class L2Normalize(caffe.Layer):
       "learn_alpha": false (default) keeps alpha fixed; true makes it
         blobs[0], shape (1,), initialised to "alpha" and learned (the paper's
         "self-adaptive" alpha), saved in the .caffemodel.
-      "eps": added to ||x||^2 under the square root (default 1e-10) so that an
-        all-zero feature gives y = 0 instead of NaN; negligible otherwise.
+      "eps": added to ||x||^2 under the square root (default 1e-6) so that an
+        all-zero feature gives y = 0 (gradient alpha / sqrt(eps) * g) instead
+        of NaN; below 1e-6 relative for features with ||x|| >= 1.
       "name": the prototxt layer name, for error messages (optional).
     Backward: dL/dx = alpha / s * (g - u (u . g)) with s = sqrt(||x||^2 + eps),
     u = x / s, g = top diff; dL/dalpha = sum g . u (accumulated).
