@@ -66,7 +66,7 @@ def run_train(caffe_bin, folder, name, classifier, iterations, weights=None):
     if weights:
         args += ["-weights", str(weights)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, GLOG_logtostderr="1"))
+                          env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stderr
     losses = [float(v) for v in re.findall(r"Iteration \d+ .*?, loss = ([-+.\deE]+\d)", log)]
