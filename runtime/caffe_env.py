@@ -27,6 +27,9 @@ def _hint():
 
 def import_caffe():
     """Return the pycaffe module, or raise CaffeNotAvailable saying what to run."""
+    # pycaffe logs every layer it builds at INFO level; keep the console for
+    # results unless the user asked for glog's output.
+    os.environ.setdefault("GLOG_minloglevel", "2")
     try:
         caffe = importlib.import_module("caffe")
     except ImportError as exc:

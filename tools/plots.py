@@ -57,7 +57,8 @@ def plot_training_curves(parsed_logs, path, title="Training"):
     acc_ax.set_xlabel("iteration")
     acc_ax.set_ylabel("test accuracy")
     for ax in (loss_ax, acc_ax):
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,0 +1,145 @@
+"""tools/crossval.py and tools/crossdb.py end to end on a tiny prepared dataset, with
+real `caffe train` runs; tools/report.py on their run folders."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from runtime.caffe_env import REPO_ROOT
+from tests.prepared_fixture import build_prepared_dataset
+from tools import crossdb, crossval, metrics, report
+
+ITERS = ["--iters", "40", "--batch-size", "16", "--base-lr", "0.01"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return build_prepared_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def finished_run(prepared, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    summary = crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2_center",
+                             "--runs-dir", str(runs), *ITERS])
+    return runs / "tiny_toy_l2_center", summary
+
+
+def test_crossval_writes_every_fold_and_the_summary(finished_run):
+    run_dir, summary = finished_run
+    for fold in ("fold_00", "fold_01", "fold_02"):
+        for name in ("toy_l2_center_train_val.prototxt", "toy_l2_center_solver.prototxt",
+                     "toy_l2_center_deploy.prototxt", "train.log", "snapshot_iter_40.caffemodel",
+                     "predictions.json", "result.json", "training.json"):
+            assert (run_dir / fold / name).is_file(), (fold, name)
+    for name in ("config.json", "summary.json", "confusion.png", "roc.png", "training.png"):
+        assert (run_dir / name).is_file(), name
+    assert summary["folds"] == ["fold_00", "fold_01", "fold_02"]
+
+
+def test_accuracy_equals_what_the_saved_predictions_give(finished_run):
+    run_dir, summary = finished_run
+    accuracies, pooled = [], np.zeros((6, 6), int)
+    for fold in summary["folds"]:
+        predictions = json.loads((run_dir / fold / "predictions.json").read_text())
+        result = json.loads((run_dir / fold / "result.json").read_text())
+        # Each prediction is the arg-max of the stored crop-averaged probabilities.
+        for p in predictions:
+            assert p["prediction"] == int(np.argmax(p["probabilities"]))
+            assert sum(p["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+        correct = sum(p["prediction"] == p["label"] for p in predictions)
+        assert result["accuracy"] == pytest.approx(correct / len(predictions))
+        accuracies.append(correct / len(predictions))
+        pooled += metrics.confusion_matrix([p["label"] for p in predictions],
+                                           [p["prediction"] for p in predictions], 6)
+    assert summary["mean_accuracy"] == pytest.approx(np.mean(accuracies))
+    assert summary["std_accuracy"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert summary["pooled"]["confusion"] == pooled.tolist()
+
+
+def test_the_toy_net_learns_the_tiny_dataset(finished_run):
+    _, summary = finished_run
+    assert summary["mean_accuracy"] > 0.6  # chance is 1/6
+
+
+def test_test_items_are_person_independent_of_training(prepared, finished_run):
+    run_dir, summary = finished_run
+    for fold in summary["folds"]:
+        test_subjects = {p["subject"] for p in json.loads((run_dir / fold / "predictions.json").read_text())}
+        train_subjects = {f"S{s:03d}" for s in range(6)} - test_subjects
+        assert test_subjects and train_subjects and not test_subjects & train_subjects
+
+
+def test_a_killed_fold_restarts_and_finished_folds_are_not_redone(prepared, tmp_path):
+    cmd = [sys.executable, str(REPO_ROOT / "tools" / "crossval.py"), "--data", str(prepared),
+           "--net", "toy", "--variant", "softmax", "--runs-dir", str(tmp_path), *ITERS]
+    run_dir = tmp_path / "tiny_toy_softmax"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not ((run_dir / "fold_00" / "result.json").is_file()
+               and (run_dir / "fold_01" / "train.log").is_file()):
+        assert proc.poll() is None and time.time() < deadline, "crossval ended before the kill"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)   # the tool and its caffe train child
+    proc.wait()
+    assert not (run_dir / "fold_01" / "result.json").is_file()
+    finished = (run_dir / "fold_00" / "result.json").stat().st_mtime_ns
+    (run_dir / "fold_01" / "leftover.tmp").write_text("from the killed run")
+
+    summary = crossval.main(cmd[2:])
+    assert (run_dir / "fold_00" / "result.json").stat().st_mtime_ns == finished
+    assert not (run_dir / "fold_01" / "leftover.tmp").exists()
+    assert summary["folds"] == ["fold_00", "fold_01", "fold_02"]
+    assert all((run_dir / f / "result.json").is_file() for f in summary["folds"])
+
+
+def test_a_run_folder_with_another_config_is_never_overwritten(finished_run, prepared):
+    run_dir, _ = finished_run
+    before = (run_dir / "config.json").read_text()
+    with pytest.raises(SystemExit, match="different configuration.*iters"):
+        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2_center",
+                       "--runs-dir", str(run_dir.parent), "--iters", "41", "--batch-size", "16",
+                       "--base-lr", "0.01"])
+    assert (run_dir / "config.json").read_text() == before
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, prepared):
+    with pytest.raises(SystemExit, match="not a prepared dataset.*data_prep/prepare.py"):
+        crossval.main(["--data", str(tmp_path), "--net", "toy", "--variant", "l2"])
+    with pytest.raises(SystemExit, match="--folds 4: .* was prepared with 3 folds"):
+        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2", "--folds", "4",
+                       "--runs-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):  # argparse: unknown variant
+        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l3"])
+
+
+def test_crossdb_trains_once_and_tests_on_the_other_database(prepared, tmp_path):
+    other = build_prepared_dataset(tmp_path / "other", folds=2, subjects=4, seed=7, dataset="other")
+    tests = crossdb.main(["--train-data", str(prepared), "--test-data", str(other), "--net", "toy",
+                          "--variant", "l2", "--runs-dir", str(tmp_path), *ITERS])
+    result = tests["test_other"]
+    predictions = json.loads((tmp_path / "crossdb_tiny_toy_l2" / "test_other" / "predictions.json").read_text())
+    assert len(predictions) == 4 * 6 * 2            # every image of the other database once
+    assert result["accuracy"] == pytest.approx(np.mean([p["label"] == p["prediction"] for p in predictions]))
+    assert result["accuracy"] > 0.6
+
+
+def test_report_puts_paper_numbers_beside_ours(finished_run, tmp_path):
+    run_dir, summary = finished_run
+    config = json.loads((run_dir / "config.json").read_text())
+    # The paper column: the same numbers filed as a CK+ ResNet run must sit beside Table 7.
+    ck_run = tmp_path / "ckplus_resnet_l2_center"
+    ck_run.mkdir()
+    (ck_run / "config.json").write_text(json.dumps(dict(config, dataset="ckplus", net="resnet")))
+    (ck_run / "summary.json").write_text((run_dir / "summary.json").read_text())
+    text = report.build_report([run_dir, ck_run], tmp_path / "report.md")
+    ours = f"{100 * summary['mean_accuracy']:.2f} ± {100 * summary['std_accuracy']:.2f}"
+    assert f"| tiny | toy | l2_center | 3 | {ours} | – | – |" in text
+    assert f"| CK+ | resnet | l2_center | 3 | {ours} | 97.59 | Table 7 |" in text
+    assert "![tiny_toy_l2_center confusion]" in text
