@@ -89,3 +89,12 @@ def test_in_place_use_is_rejected(caffe, tmp_path):
     with pytest.raises(LayerInputError, match="L2Normalize layer.*cannot run in place"):
         make_net(caffe, tmp_path / "net.prototxt", input_layer({"x": (2, 3)}),
                  python_layer("norm", "l2_norm", "L2Normalize", ["x"], ["x"], {}))
+
+
+def test_alpha_diff_accumulates_over_backward_passes(caffe, tmp_path, rng):
+    net = l2_net(caffe, tmp_path / "net.prototxt", (4, 5), {"learn_alpha": True})
+    fill_inputs(net, inputs(rng, (4, 5)))
+    first = analytic_gradients(net, [ALPHA])[ALPHA]
+    assert first[0] != 0
+    net.backward()  # iter_size 2: Caffe sums the parameter diffs of both passes
+    np.testing.assert_allclose(net.params["norm"][0].diff, 2 * first, rtol=1e-6)

@@ -153,3 +153,13 @@ def test_without_bias_there_is_one_blob(caffe, tmp_path, rng):
     net.forward()
     np.testing.assert_allclose(net.blobs["y"].data, values["x"] @ net.params["fc"][0].data.T,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_parameter_diffs_accumulate_over_backward_passes(caffe, tmp_path, rng):
+    net = pruned_net(caffe, tmp_path / "net.prototxt", (4, 5), {"num_output": 3, "penalty": "l1"})
+    fill_inputs(net, inputs(rng, (4, 5), 3))
+    first = analytic_gradients(net, [WEIGHT, BIAS])
+    net.backward()  # iter_size 2: Caffe sums the parameter diffs of both passes
+    for target, blob in ((WEIGHT, net.params["fc"][0]), (BIAS, net.params["fc"][1])):
+        assert np.abs(first[target]).sum() > 0
+        np.testing.assert_allclose(blob.diff, 2 * first[target], rtol=1e-6)
