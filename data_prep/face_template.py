@@ -91,3 +91,49 @@ def load_template(path=None):
     except json.JSONDecodeError as exc:
         raise ValueError(f"template file {path} is not valid JSON: {exc}") from exc
     return template_from_dict(data, origin=str(path))
+
+
+def template_from_faces(faces, margin=0.15, name="ckplus", source=None):
+    """Mean template of measured faces, as Section 2.1 does with CK+.
+
+    ``faces``: sequence of (points, rect) with points a dict of left_eye,
+    right_eye, mouth, nose_base (image pixels) and rect the detector's face
+    rectangle (left, top, right, bottom). Each face is expressed in its own
+    eye frame (origin between the eyes, x along the eyes, unit = eye
+    distance), so that faces of any size and roll average together; the mean
+    triangle and mean face rectangle in that frame, the rectangle widened by
+    ``margin`` of its side on every edge, give the template.
+    """
+    if not faces:
+        raise ValueError("no measured faces to build a template from")
+    mouths, noses, centres, sides, distances = [], [], [], [], []
+    for points, rect in faces:
+        left, right = np.asarray(points["left_eye"], float), np.asarray(points["right_eye"], float)
+        distance = float(np.linalg.norm(right - left))
+        if distance <= 0:
+            continue
+        cos, sin = (right - left) / distance
+        to_eye_frame = np.array([[cos, sin], [-sin, cos]]) / distance   # rotate by -roll, scale to eye units
+        origin = (left + right) / 2
+        mouths.append(to_eye_frame @ (np.asarray(points["mouth"], float) - origin))
+        noses.append(to_eye_frame @ (np.asarray(points["nose_base"], float) - origin))
+        rect_left, rect_top, rect_right, rect_bottom = rect
+        centres.append(to_eye_frame @ (np.array([rect_left + rect_right, rect_top + rect_bottom]) / 2 - origin))
+        sides.append((rect_right - rect_left + rect_bottom - rect_top) / 2 / distance)
+        distances.append(distance)
+    mouth, nose, centre = np.mean(mouths, axis=0), np.mean(noses, axis=0), np.mean(centres, axis=0)
+    side = float(np.mean(sides)) * (1 + 2 * margin)
+    corner = centre - side / 2
+
+    def fraction(point):
+        return tuple(float(v) for v in (np.asarray(point) - corner) / side)
+
+    stats = {"method": "measured", "faces": len(distances), "margin": margin,
+             "mean_eye_distance_px": float(np.mean(distances)),
+             "eye_to_mouth_in_eye_distances": [float(v) for v in mouth],
+             "eye_to_mouth_std": [float(v) for v in np.std(mouths, axis=0)],
+             "nose_base_in_eye_distances": [float(v) for v in nose],
+             "face_box_side_in_eye_distances": side,
+             "detector_box_side_in_eye_distances": float(np.mean(sides))}
+    return Template(fraction((-0.5, 0)), fraction((0.5, 0)), fraction(nose), fraction(mouth),
+                    name=name, source={**stats, **(source or {})})

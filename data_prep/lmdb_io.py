@@ -56,8 +56,9 @@ def write_lmdb(path, records, commit_every=1000):
     try:
         txn = env.begin(write=True)
         for key, image, label in records:
-            txn.put(key.encode("ascii"), image_to_datum(image, label).SerializeToString(),
-                    overwrite=False)
+            if not txn.put(key.encode("ascii"), image_to_datum(image, label).SerializeToString(),
+                           overwrite=False):
+                raise KeyError(f"duplicate LMDB key {key!r} while writing {path}; keys must be unique")
             count += 1
             if count % commit_every == 0:
                 txn.commit()

@@ -144,27 +144,53 @@ def process_chunk(config, chunk):
     return [process_item(index, item, config) for index, item in chunk]
 
 
+def measure_chunk(landmark_settings, chunk):
+    """(index, face points or None, face rectangle or None, reason) per (index, item): for templates."""
+    aligner = _aligner(*landmark_settings)
+    measured = []
+    for index, item in chunk:
+        try:
+            image = decode_item(item)
+        except ImageError as exc:
+            measured.append((index, None, None, str(exc)))
+            continue
+        rect = aligner.detect(image)
+        if rect is None:
+            measured.append((index, None, None, "no face found"))
+        else:
+            measured.append((index, aligner.face_points(image, rect), rect, None))
+    return measured
+
+
 def _init_worker():
     cv2.setNumThreads(1)
 
 
-def process_items(items, config, workers=1, chunk_size=8, progress=True, description="aligning"):
-    """Yield an ItemResult per item, in item order; ``workers`` processes (1 = this process)."""
+def run_chunks(function, items, workers=1, chunk_size=8, progress=True, description="aligning"):
+    """Yield ``function(chunk)``'s results for chunks of (index, item), in item order.
+
+    ``workers`` processes (1 = this process); a tqdm bar counts the items.
+    """
     indexed = list(enumerate(items))
     chunks = [indexed[start:start + chunk_size] for start in range(0, len(indexed), chunk_size)]
     bar = tqdm(total=len(indexed), desc=description, unit="img", disable=not progress, smoothing=0.1)
     try:
         if workers <= 1:
             for chunk in chunks:
-                results = process_chunk(config, chunk)
+                results = function(chunk)
                 bar.update(len(results))
                 yield from results
             return
         # spawn: the parent may run OpenBLAS/OpenCV threads, which fork does not copy safely
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers, initializer=_init_worker) as pool:
-            for results in pool.imap(functools.partial(process_chunk, config), chunks):
+            for results in pool.imap(function, chunks):
                 bar.update(len(results))
                 yield from results
     finally:
         bar.close()
+
+
+def process_items(items, config, workers=1, chunk_size=8, progress=True):
+    """Yield an ItemResult per item, in item order (see run_chunks)."""
+    return run_chunks(functools.partial(process_chunk, config), items, workers, chunk_size, progress)
