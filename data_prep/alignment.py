@@ -15,10 +15,12 @@ the base of the nose instead, the template placing the mouth.
 The similarity (rotation, uniform scale, translation) is the least-squares fit
 of the three points to the template's, in face-box fractions; one affine warp
 per crop then produces size x size pixels directly from the source image.
-When no face is found the whole frame is taken as the face (a pre-cropped
-face): the predictor is run inside the frame and its points are used if they
-look like a face, else the frame is mapped onto the face box. Both count as
-fallbacks.
+When no face is found (also after one more upsampling) the whole frame is
+taken as the face, as for a pre-cropped face: the image, centred, is mapped
+onto the face box (its longer side = the box side). Such whole-frame
+fallbacks are counted and listed in the manifest. (Running the predictor
+inside the frame instead was tried: on noise or a blank image it still
+returns a plausible mean face, so it cannot tell a face from no face.)
 """
 import math
 
@@ -33,9 +35,6 @@ _STD_CENTRE, _STD_SCALE = 127.5, 42.5
 # Downscaling by more than this factor is done with INTER_AREA first:
 # warpAffine's bilinear sampling would alias.
 _MIN_WARP_SCALE = 0.8
-# The whole-frame rectangle handed to the predictor: dlib's detector boxes sit
-# a little inside a pre-cropped face's frame.
-_FRAME_INSET = 0.08
 
 
 def similarity_transform(src, dst):
@@ -163,21 +162,6 @@ def normalise_gray(crops, mode):
     return np.clip(np.rint(_STD_CENTRE + _STD_SCALE * z), 0, 255).astype(np.uint8)
 
 
-def plausible_face(points, height, width):
-    """Do points predicted inside a whole frame look like a face filling that frame?"""
-    left, right = np.asarray(points["left_eye"]), np.asarray(points["right_eye"])
-    eye_vector = right - left
-    distance = float(np.hypot(*eye_vector))
-    if not 0.2 * width <= distance <= 0.75 * width:
-        return False
-    if abs(math.degrees(math.atan2(eye_vector[1], eye_vector[0]))) > 30:
-        return False
-    lower = points.get("mouth") if points.get("mouth") is not None else points.get("nose_base")
-    # signed distance of the mouth (or nose) below the eye line, in eye distances
-    drop = np.cross(eye_vector, np.asarray(lower) - (left + right) / 2) / distance ** 2
-    return 0.4 <= drop <= 2.0
-
-
 class FaceAligner:
     """dlib's face detector and shape predictor; build one per process (loading takes ~0.7 s).
 
@@ -245,17 +229,12 @@ class FaceAligner:
         return {"left_eye": eyes[0], "right_eye": eyes[1], "mouth": mouth, "nose_base": nose_base}
 
     def locate(self, gray):
-        """(points or None, kind): kind "detected", "frame-landmarks" or "frame" (points None)."""
+        """(points, "detected") for the largest face, or (None, "frame") when none is found."""
         gray = np.ascontiguousarray(gray)
         rect = self.detect(gray)
-        if rect is not None:
-            return self.face_points(gray, rect), "detected"
-        height, width = gray.shape
-        inset_x, inset_y = _FRAME_INSET * width, _FRAME_INSET * height
-        points = self.face_points(gray, (inset_x, inset_y, width - 1 - inset_x, height - 1 - inset_y))
-        if plausible_face(points, height, width):
-            return points, "frame-landmarks"
-        return None, "frame"
+        if rect is None:
+            return None, "frame"
+        return self.face_points(gray, rect), "detected"
 
 
 def known_points(landmarks):

@@ -131,7 +131,7 @@ def process_item(index, item, config):
     else:
         points, kind = _aligner(config.landmark_model, config.detect_min_side,
                                 config.detect_max_side).locate(image)
-        if kind != "detected" and config.fallback == "skip":
+        if points is None and config.fallback == "skip":
             return ItemResult(index, digest=digest, alignment=kind,
                               skip_reason="no face found (--fallback skip)")
         to_box = points_to_box(points, config.template) if points is not None else frame_to_box(*image.shape)

@@ -221,7 +221,7 @@ def _collect(read, config, args, store):
                 continue
         store[result.index] = result.crops
         alignment[result.alignment] += 1
-        if result.alignment in ("frame-landmarks", "frame"):
+        if result.alignment == "frame":
             fallbacks.append({"source": item.source, "kind": result.alignment})
         kept.append(result.index)
     return kept, skipped, fallbacks, duplicates, alignment
