@@ -58,6 +58,7 @@ class MaskedInnerProduct(caffe.Layer):
         self.params = parse_params(self, SCHEMA)
         check_counts(self, bottom, top, bottoms=1)
         self.mask = None  # set at the first forward, fixed afterwards
+        self._scratch = None  # W-sized buffer reused by every backward
         num = bottom[0].data.shape[0]
         shape = (self.params.num_output, bottom[0].count // num)
         rng = np.random.default_rng(self.params.seed)
@@ -88,22 +89,20 @@ class MaskedInnerProduct(caffe.Layer):
             self._prune()
         inputs = bottom[0].data.reshape(bottom[0].data.shape[0], -1)
         check_finite(self, "bottom[0]", inputs)
-        output = inputs @ self.blobs[0].data.T  # pruned weights are exactly 0
+        output = top[0].data
+        np.matmul(inputs, self.blobs[0].data.T, out=output)  # pruned weights are exactly 0
         if self.params.bias_term:
             output += self.blobs[1].data
-        top[0].data[...] = output
 
     def backward(self, top, propagate_down, bottom):
         top_diff = top[0].diff
         weights = self.blobs[0].data
         if propagate_down[0]:
-            bottom[0].diff[...] = (top_diff @ weights).reshape(bottom[0].diff.shape)
-        inputs = bottom[0].data.reshape(bottom[0].data.shape[0], -1)
-        weight_diff = top_diff.T @ inputs
-        if self.params.penalty != "none":
-            weight_diff += self.params.penalty_weight * functional.weight_penalty_gradient(
-                weights, self.params.penalty)
-        weight_diff *= self.mask
-        self.blobs[0].diff[...] += weight_diff
+            np.matmul(top_diff, weights, out=bottom[0].diff.reshape(top_diff.shape[0], -1))
+        if self._scratch is None or self._scratch.shape != weights.shape:
+            self._scratch = np.empty_like(weights)
+        functional.accumulate_weight_gradient(
+            self.blobs[0].diff, top_diff, bottom[0].data.reshape(top_diff.shape[0], -1), weights,
+            self.mask, self.params.penalty, self.params.penalty_weight, self._scratch)
         if self.params.bias_term:
             self.blobs[1].diff[...] += top_diff.sum(axis=0)
