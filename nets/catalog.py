@@ -127,7 +127,7 @@ VARIANTS = {
     "v_l2_cp": _v("connection pruning of V: 30 % masked, L2 penalty 1e-5", [
         "Table 5 V-L2-c.p."], pruning=Pruning("V", "l2")),
     "l2norm_a2": _v("L2 feature normalisation of x, alpha = 2 (Eq. 3)", [
-        "Fig. 9 L2-norm alpha = 2", "Table 2 NM (toy)"], l2norm=L2Norm(2.0)),
+        "Fig. 9 L2-norm alpha = 2", "Table 2 NM (toy; alpha not stated there)"], l2norm=L2Norm(2.0)),
     "l2norm_a05": _v("L2 feature normalisation of x, alpha = 0.5 (Eq. 3)", [
         "Fig. 9 L2-norm alpha = 0.5"], l2norm=L2Norm(0.5)),
     "l2norm_adaptive": _v("L2 feature normalisation of x, alpha learned (self-adaptive), "
