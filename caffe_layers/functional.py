@@ -11,21 +11,33 @@ import numpy as np
 
 def sparseness_penalty(features, p):
     """(1/p) * sum over every element of |z|^p: Eq. 4 summed over the samples."""
-    flat = np.asarray(features, dtype=np.float64).reshape(-1)
-    if p == 2:
-        return 0.5 * float(flat @ flat)
+    flat = features.reshape(-1)
+    if p == 2:  # einsum casts to float64 chunk by chunk: exact sums without a float64 copy
+        return 0.5 * float(np.einsum("i,i->", flat, flat, dtype=np.float64))
     if p == 1:
-        return float(np.abs(flat).sum())
+        return float(np.abs(flat).sum(dtype=np.float64))
     raise ValueError(f"p must be 1 or 2, got {p!r}")
 
 
-def sparseness_gradient(features, p):
-    """d/dz of sparseness_penalty: z for p = 2, sign(z) for p = 1 (0 at 0), Eq. 7."""
+def sparseness_gradient(features, p, scale=1.0, out=None):
+    """scale * d/dz of sparseness_penalty, Eq. 7: scale * z (p = 2) or scale * sign(z) (p = 1).
+
+    Written into ``out`` (e.g. the bottom blob's diff) when given.
+    """
     if p == 2:
-        return np.array(features, copy=True)
+        return np.multiply(features, scale, out=out)
     if p == 1:
-        return np.sign(features)
+        out = sign(features, out=out)
+        out *= scale
+        return out
     raise ValueError(f"p must be 1 or 2, got {p!r}")
+
+
+def sign(values, out=None):
+    """np.sign of a float array (0 at 0), without np.sign's slow non-vectorised loop (numpy < 2)."""
+    out = np.copysign(values.dtype.type(1), values, out=out)
+    np.multiply(out, values != 0, out=out)
+    return out
 
 
 # --- center loss (Wen et al., ECCV 2016) ------------------------------------
@@ -116,7 +128,7 @@ def accumulate_weight_gradient(weight_diff, top_diff, inputs, weights, keep, pen
     if penalty == "l2":
         np.multiply(weights, penalty_weight, out=scratch)
     elif penalty == "l1":
-        np.sign(weights, out=scratch)
+        sign(weights, out=scratch)
         scratch *= penalty_weight
     else:
         raise ValueError(f"penalty must be 'l1', 'l2' or 'none', got {penalty!r}")

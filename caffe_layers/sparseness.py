@@ -63,5 +63,5 @@ class FeatureSparsenessLoss(caffe.Layer):
         scale = top[0].diff[0] / self._normalizer(bottom)
         for blob, coefficient, down in zip(blob_list(bottom), self.coefficients, propagate_down):
             if down:
-                blob.diff[...] = (scale * coefficient) * functional.sparseness_gradient(
-                    blob.data, self.params.p)
+                functional.sparseness_gradient(blob.data, self.params.p, scale * coefficient,
+                                               out=blob.diff)
