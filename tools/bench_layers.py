@@ -10,7 +10,9 @@ warm-up pass. The layers are timed at the shapes the paper's nets give them:
 the sparseness, center and L2-normalisation layers on N×D features, and the
 connection-pruning MaskedInnerProduct as W (D -> 7 classes) and as V (the
 FC1 layer: 512×6×6 -> 512 for the ResNet, 4096 -> 4096 for VGG-16), beside
-Caffe's own InnerProduct of the same shape.
+Caffe's own InnerProduct of the same shape; and the hidden-unit variant
+(^{H,S}): one FeatureSparsenessLoss over the outputs of all 20 convolutions of
+the face ResNet below.
 
 The reference is one forward + backward of a SphereFace-20-style face ResNet
 built here with NetSpec (1×96×96 input; 3×3 stride-2 convolutions to 64, 128,
@@ -93,6 +95,23 @@ def layer_cases(batch, dim):
     ]
 
 
+def hidden_unit_case(batch):
+    """FeatureSparsenessLoss on every conv output of the face ResNet (the ^{H,S} variants)."""
+    shapes, size = [], 96
+    for channels, units in RESNET_STAGES:
+        size //= 2
+        shapes += [(batch, channels, size, size)] * (1 + 2 * units)
+    inputs = {f"x{i}": shape for i, shape in enumerate(shapes)}
+    per_sample = sum(int(np.prod(shape[1:])) for shape in shapes)
+
+    def build(n, L):
+        n.sparsity = python_layer(L, [n[name] for name in inputs], "sparseness",
+                                  "FeatureSparsenessLoss", {"p": 2}, True)
+        return "sparsity"
+    return (f"FeatureSparsenessLoss p=2, {len(shapes)} conv outputs ({per_sample:,}/sample)",
+            build, inputs)
+
+
 def write_net(spec, folder, name):
     path = Path(folder) / f"{name}.prototxt"
     path.write_text("force_backward: true\n" + str(spec.to_proto()))
@@ -106,9 +125,9 @@ def time_layer(caffe, folder, build, inputs, repeats, rng):
         n[blob] = L.Input(input_param={"shape": {"dim": list(shape)}})
     name = build(n, L)
     net = caffe.Net(str(write_net(n, folder, name)), caffe.TRAIN)
-    net.blobs["x"].data[...] = rng.normal(size=inputs["x"])
-    if "label" in inputs:
-        net.blobs["label"].data[...] = rng.integers(0, CLASSES, size=inputs["label"])
+    for blob, shape in inputs.items():
+        net.blobs[blob].data[...] = (rng.integers(0, CLASSES, size=shape) if blob == "label"
+                                     else rng.standard_normal(size=shape, dtype=np.float32))
     top = net.top_names[name][0]
     if name in ("norm", "fc"):  # not a loss: give its top a gradient
         net.forward()
@@ -179,6 +198,8 @@ def main(argv=None):
     parser.add_argument("--resnet-batch", type=int, default=64,
                         help="batch of the face-ResNet iteration (scaled linearly to --batch)")
     parser.add_argument("--resnet-repeats", type=int, default=3, help="timed ResNet iterations")
+    parser.add_argument("--no-hidden", action="store_true",
+                        help="skip the hidden-unit case (about 600 MB of blobs at batch 64)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file appended to")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -192,12 +213,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         resnet_s = time_resnet(caffe, folder, args.resnet_batch, args.resnet_repeats, rng)
         resnet_s *= args.batch / args.resnet_batch
-        for dim in args.dims:
-            for label, build, inputs in layer_cases(args.batch, dim):
-                seconds = time_layer(caffe, folder, build, inputs, args.repeats, rng)
-                rows.append((label, seconds))
-                print(f"{label:<44} {seconds * 1e3:9.3f} ms  {100 * seconds / resnet_s:7.3f} %",
-                      flush=True)
+        cases = [case for dim in args.dims for case in layer_cases(args.batch, dim)]
+        if not args.no_hidden:
+            cases.append(hidden_unit_case(args.batch))
+        for label, build, inputs in cases:
+            seconds = time_layer(caffe, folder, build, inputs, args.repeats, rng)
+            rows.append((label, seconds))
+            print(f"{label:<64} {seconds * 1e3:9.3f} ms  {100 * seconds / resnet_s:7.3f} %",
+                  flush=True)
     load_after = os.getloadavg()
 
     scaled = "" if args.resnet_batch == args.batch else \
