@@ -38,6 +38,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from data_prep.items import LANDMARK_NAMES
 from data_prep.labels import CLASS_NAMES, SEVEN_CLASSES, SIX_CLASSES
@@ -239,7 +240,7 @@ def generate(subjects=10, expressions=6, images=8, size=96, seed=0):
                 yield f"S{number + 1:02d}", label, index, image, landmarks
 
 
-def write_dataset(out, subjects=10, expressions=6, images=8, size=96, seed=0):
+def write_dataset(out, subjects=10, expressions=6, images=8, size=96, seed=0, progress=False):
     """Write the dataset to the new folder ``out`` (atomically); returns the number of images."""
     out = Path(out)
     if out.exists():
@@ -254,7 +255,9 @@ def write_dataset(out, subjects=10, expressions=6, images=8, size=96, seed=0):
             labels_csv, marks_csv = csv.writer(labels_file), csv.writer(marks_file)
             labels_csv.writerow(["path", "label", "subject"])
             marks_csv.writerow(["path", *LANDMARK_COLUMNS])
-            for subject, label, index, image, landmarks in generate(subjects, expressions, images, size, seed):
+            faces = tqdm(generate(subjects, expressions, images, size, seed), total=subjects * expressions * images,
+                         desc="drawing faces", unit="img", disable=not progress)
+            for subject, label, index, image, landmarks in faces:
                 relative = f"images/{subject}/{subject}_{CLASS_NAMES[label]}_{index:03d}.png"
                 (tmp / relative).parent.mkdir(exist_ok=True)
                 if not cv2.imwrite(str(tmp / relative), image):
@@ -281,7 +284,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
     args = parser.parse_args(argv)
     try:
-        count = write_dataset(args.out, args.subjects, args.expressions, args.images, args.size, args.seed)
+        count = write_dataset(args.out, args.subjects, args.expressions, args.images, args.size, args.seed,
+                              progress=True)
     except (FileExistsError, ValueError) as exc:
         sys.exit(f"synthetic.py: error: {exc}")
     print(f"wrote {count} images of {args.subjects} subjects to {args.out} "
