@@ -1,6 +1,6 @@
 """The three trunks (the paper's MI: everything before FC1) and their shapes.
 
-A trunk turns the 1-channel gray ``data`` blob (raw 0-255 values) into z, the
+A trunk turns the 1-channel gray input (raw 0-255 values) into z, the
 input of FC1, and lists the hidden layers whose outputs the hidden-unit
 sparseness variants penalise. Input normalisation and the gray -> 3-channel
 replication live inside the net, so train, test and deploy nets share them.

@@ -31,17 +31,27 @@ def weight_bias(weight_decay_mult=1):
     return [dict(weight, decay_mult=weight_decay_mult), dict(bias)]
 
 
-def data_layer(source, batch_size, crop_size, phase):
+def data_layer(source, batch_size, phase):
     """LMDB Data layer with tops (data, label); mirrored in TRAIN only.
 
-    crop_size = the net's input side: an LMDB of that size passes unchanged, a
-    larger one is cropped at random (TRAIN) or in the centre (TEST).
+    No crop_size: data_prep/ already cuts the paper's crop regions, and a
+    larger LMDB must not be cropped silently (see ``input_size_check``).
     """
     L, P = caffe_layers()
     return L.Data(ntop=2, include={"phase": phase},
-                  transform_param={"mirror": phase == TRAIN, "crop_size": crop_size},
+                  transform_param={"mirror": phase == TRAIN},
                   data_param={"source": str(source), "backend": P.Data.LMDB,
                               "batch_size": batch_size})
+
+
+def input_size_check(n, bottom, side):
+    """A Reshape to (N, 1, side, side): Caffe stops at net setup, in the layer
+    named ``input_is_1x<side>x<side>``, when the LMDB's images have another
+    size (otherwise every layer would silently size itself to the LMDB)."""
+    L, _ = caffe_layers()
+    name = f"input_is_1x{side}x{side}"
+    n[name] = L.Reshape(bottom, shape={"dim": [0, 1, side, side]})
+    return n[name]
 
 
 def affine(n, name, bottom, scale=1.0, shift=0.0):

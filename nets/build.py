@@ -99,7 +99,7 @@ def _build(net, variant_name, num_classes, input_size, data, label):
     L, _ = blocks.caffe_layers()
     n = caffe.NetSpec()
     n.data, n.label = data, label
-    trunk = TRUNKS[net](n, n.data, input_size)
+    trunk = TRUNKS[net](n, blocks.input_size_check(n, n.data, input_size), input_size)
 
     fc1_input = _dropout(n, f"{trunk.z_blob}_drop", trunk.z) if variant.dropout else trunk.z
     x = _fc(n, trunk.fc1_layer, fc1_input, trunk.fc1_outputs, variant, "V")
@@ -160,13 +160,13 @@ def train_val_net(net, variant, num_classes=None, train_source=None, test_source
     test_batch_size = DEFAULT_TEST_BATCH_SIZE if test_batch_size is None else int(test_batch_size)
     train_source = info.train_source if train_source is None else train_source
     test_source = info.test_source if test_source is None else test_source
-    data, label = blocks.data_layer(train_source, batch_size, input_size, blocks.TRAIN)
+    data, label = blocks.data_layer(train_source, batch_size, blocks.TRAIN)
     spec, _ = _build(net, variant, num_classes, input_size, data, label)
     proto = spec.to_proto()
 
     caffe = import_caffe()
     test_spec = caffe.NetSpec()
-    test_spec.data, test_spec.label = blocks.data_layer(test_source, test_batch_size, input_size,
+    test_spec.data, test_spec.label = blocks.data_layer(test_source, test_batch_size,
                                                         blocks.TEST)
     layers = [proto.layer[0], test_spec.to_proto().layer[0]] + list(proto.layer[1:])
     result = caffe.proto.caffe_pb2.NetParameter(name=f"{net}_{variant}")
@@ -192,11 +192,11 @@ def phase_net(net_param, phase):
     return result
 
 
-def deploy_from_test(net_param, logits_blob, batch_size=1):
+def deploy_from_test(net_param, logits_blob, input_size, batch_size=1):
     """Derive a deploy net from a train/val net's TEST phase.
 
-    The Data layer becomes an Input ``data`` of the same crop size (1 gray
-    channel, raw 0-255 values: normalisation is inside the net); every layer
+    The Data layer becomes an Input ``data`` of shape (batch, 1, input_size,
+    input_size) (gray, raw 0-255 values: normalisation is inside the net); every layer
     that needs the label or carries a loss weight goes; Softmax ``prob`` ends it.
     """
     caffe_pb2 = import_caffe().proto.caffe_pb2
@@ -204,9 +204,8 @@ def deploy_from_test(net_param, logits_blob, batch_size=1):
     deploy = caffe_pb2.NetParameter(name=net_param.name)
     for layer in test.layer:
         if layer.type == "Data":
-            side = layer.transform_param.crop_size
             data = deploy.layer.add(name="data", type="Input", top=["data"])
-            data.input_param.shape.add(dim=[batch_size, 1, side, side])
+            data.input_param.shape.add(dim=[batch_size, 1, input_size, input_size])
         elif "label" in layer.bottom or any(weight != 0 for weight in layer.loss_weight):
             continue
         else:
@@ -219,5 +218,6 @@ def deploy_net(net, variant, num_classes=None, input_size=None, batch_size=1):
     """The deploy NetParameter: Input ``data`` (batch, 1, S, S) -> ... -> ``prob``."""
     train_val = train_val_net(net, variant, num_classes=num_classes, input_size=input_size,
                               train_source="unused", test_source="unused")
-    logits = roles(net, num_classes, input_size).logits_blob
-    return deploy_from_test(train_val, logits, batch_size=batch_size)
+    net_roles = roles(net, num_classes, input_size)
+    return deploy_from_test(train_val, net_roles.logits_blob, net_roles.input_size,
+                            batch_size=batch_size)

@@ -76,8 +76,8 @@ def test_other_class_counts_sizes_sources_and_batches(caffe):
                         test_source="/abs/test_lmdb", input_size=64, batch_size=16,
                         test_batch_size=10)
     data = [layer for layer in net.layer if layer.type == "Data"]
-    assert [(d.data_param.source, d.data_param.batch_size, d.transform_param.crop_size)
-            for d in data] == [("/abs/train_lmdb", 16, 64), ("/abs/test_lmdb", 10, 64)]
+    assert [(d.data_param.source, d.data_param.batch_size) for d in data] == \
+        [("/abs/train_lmdb", 16), ("/abs/test_lmdb", 10)]
     layers = {layer.name: layer for layer in net.layer}
     assert layers["fc2_7cls"].inner_product_param.num_output == 7
     deploy = deploy_net("toy", "l2_center", num_classes=7, input_size=64, batch_size=3)

@@ -22,14 +22,13 @@ VGG_VARIANTS = ["l1h_d", "v_l1_cp", "dropout_l2_center"]
 PAPER_RESNET_HIDDEN_UNITS = 582912
 
 
-def input_net(caffe, net_param, phase, path, batch=BATCH):
+def input_net(caffe, net_param, phase, path, side, batch=BATCH):
     """The phase's net with its Data layer replaced by an Input of (data, label)."""
     pb = caffe.proto.caffe_pb2
     selected = phase_net(net_param, phase)
     result = pb.NetParameter(name=selected.name)
     for layer in selected.layer:
         if layer.type == "Data":
-            side = layer.transform_param.crop_size
             feed = result.layer.add(name="data", type="Input", top=["data", "label"])
             feed.input_param.shape.add(dim=[batch, 1, side, side])
             feed.input_param.shape.add(dim=[batch])
@@ -85,8 +84,9 @@ def check_losses(net, outputs, net_name, variant_name):
 
 
 def run_forward_backward(caffe, tmp_path, rng, net_name, variant):
-    net = input_net(caffe, train_val_net(net_name, variant), caffe.TRAIN, tmp_path / "net.prototxt")
     r = roles(net_name)
+    net = input_net(caffe, train_val_net(net_name, variant), caffe.TRAIN, tmp_path / "net.prototxt",
+                    r.input_size)
     feed(net, rng, r.num_classes)
     outputs = {name: float(value.ravel()[0]) for name, value in net.forward().items()}
     net.backward()
@@ -123,7 +123,7 @@ def test_deploy_net_reproduces_the_test_net(caffe, tmp_path, rng, net_name, vari
     r = roles(net_name)
     for variant in variants:
         test_net = input_net(caffe, train_val_net(net_name, variant), caffe.TEST,
-                             tmp_path / "test.prototxt", batch=1)
+                             tmp_path / "test.prototxt", r.input_size, batch=1)
         feed(test_net, rng, r.num_classes)
         test_net.forward()
         weights = str(tmp_path / "weights.caffemodel")
@@ -148,6 +148,13 @@ def class_band_records(rng, n, num_classes, size=48):
         yield f"{i:07d}_00", image.astype(np.uint8), label
 
 
+def run_caffe_train(caffe_bin, solver_path, cwd):
+    # import_caffe() quietens glog for pycaffe; the log is read here.
+    return subprocess.run([str(caffe_bin), "train", "-solver", str(solver_path)],
+                          capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
+
+
 def test_toy_net_trains_under_caffe_train(caffe_bin, tmp_path, rng):
     write_lmdb(tmp_path / "train_lmdb", class_band_records(rng, 120, 6))
     write_lmdb(tmp_path / "test_lmdb", class_band_records(rng, 30, 6))
@@ -156,10 +163,7 @@ def test_toy_net_trains_under_caffe_train(caffe_bin, tmp_path, rng):
                              test_source=tmp_path / "test_lmdb", batch_size=16,
                              test_batch_size=10, max_iter=80, test_interval=80,
                              display=1, average_loss=1, snapshot=0)
-    proc = subprocess.run([str(caffe_bin), "train", "-solver", str(paths["solver"])],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          # import_caffe() quietens glog for pycaffe; the log is read here.
-                          env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
+    proc = run_caffe_train(caffe_bin, paths["solver"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = [float(v) for v in re.findall(r"Iteration \d+ .*?, loss = ([-+.\deE]+\d)", proc.stderr)]
     assert len(losses) >= 70, proc.stderr[-3000:]
@@ -168,3 +172,15 @@ def test_toy_net_trains_under_caffe_train(caffe_bin, tmp_path, rng):
     assert (tmp_path / "run" / "toy_l2_center_iter_80.caffemodel").is_file()
     accuracy = re.findall(r"Test net output #\d+: accuracy = ([.\d]+)", proc.stderr)
     assert float(accuracy[-1]) > float(accuracy[0])
+
+
+def test_an_lmdb_of_the_wrong_size_stops_caffe_instead_of_being_cropped(caffe_bin, tmp_path, rng):
+    write_lmdb(tmp_path / "train_lmdb", class_band_records(rng, 12, 6, size=64))
+    paths = write_experiment(tmp_path / "run", "toy", "softmax", num_classes=6,
+                             train_source=tmp_path / "train_lmdb",
+                             test_source=tmp_path / "train_lmdb", batch_size=4,
+                             test_batch_size=4, max_iter=2)
+    proc = run_caffe_train(caffe_bin, paths["solver"], tmp_path)
+    assert proc.returncode != 0
+    assert "Creating Layer input_is_1x48x48" in proc.stderr
+    assert "output count must match input count" in proc.stderr

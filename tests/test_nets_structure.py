@@ -102,14 +102,16 @@ def test_every_paper_variant_is_generated():
 
 @pytest.mark.parametrize("net", sorted(NET_ROLES))
 def test_data_layers(committed, net):
-    roles = NET_ROLES[net]
     for variant in VARIANTS:
         train_val = committed[net, variant][0]
         data = [layer for layer in train_val.layer if layer.type == "Data"]
         assert [layer.include[0].phase for layer in data] == [TRAIN, TEST]
         for layer in data:
             assert list(layer.top) == ["data", "label"]
-            assert layer.transform_param.crop_size == roles["size"]
+            # No cropping: a wrong-sized LMDB must fail, not be cropped silently.
+            assert not layer.transform_param.HasField("crop_size")
+            assert not layer.transform_param.mean_value
+            assert not layer.transform_param.HasField("scale")
             assert layer.transform_param.mirror == (layer.include[0].phase == TRAIN)
             assert layer.data_param.backend == 1  # LMDB
         assert data[0].data_param.batch_size == 64
@@ -119,6 +121,14 @@ def test_data_layers(committed, net):
 
 
 def test_input_normalisation_and_gray_replication(committed):
+    for net, roles in NET_ROLES.items():
+        side = roles["size"]
+        check = layers_by_name(committed[net, "l2"][0])[f"input_is_1x{side}x{side}"]
+        assert (check.type, list(check.bottom)) == ("Reshape", ["data"])
+        assert list(check.reshape_param.shape.dim) == [0, 1, side, side]
+        assert producer(committed[net, "l2"][0], "data_scaled" if net != "vgg" else "data_b") \
+            .bottom[0] == check.top[0]
+
     layers = layers_by_name(committed["resnet", "l2"][0])
     assert layers["data_scaled"].power_param.scale == pytest.approx(1 / 128)
     assert layers["data_scaled"].power_param.shift == pytest.approx(-127.5 / 128)
