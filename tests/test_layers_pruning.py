@@ -163,3 +163,27 @@ def test_parameter_diffs_accumulate_over_backward_passes(caffe, tmp_path, rng):
     for target, blob in ((WEIGHT, net.params["fc"][0]), (BIAS, net.params["fc"][1])):
         assert np.abs(first[target]).sum() > 0
         np.testing.assert_allclose(blob.diff, 2 * first[target], rtol=1e-6)
+
+
+def test_train_and_test_nets_derive_the_same_mask(caffe, tmp_path, rng):
+    # The solver's TEST net shares W with the TRAIN net and runs first
+    # (test_initialization): both must prune the same weights.
+    net_path = tmp_path / "net.prototxt"
+    make_net(caffe, net_path, input_layer({"x": (4, 10), "target": (4, 6)}),
+             masked_layer({"num_output": 6}), euclidean_loss("y", "target"), force_backward=False)
+    solver_path = tmp_path / "solver.prototxt"
+    solver_path.write_text(
+        f'net: "{net_path}"\nbase_lr: 0.1\nlr_policy: "fixed"\nmomentum: 0.9\nmax_iter: 100\n'
+        'test_iter: 1\ntest_interval: 2\ntest_initialization: true\ndisplay: 0\n'
+        'snapshot_after_train: false\nsolver_mode: CPU\nrandom_seed: 1\n')
+    solver = caffe.SGDSolver(str(solver_path))
+    keep = expected_keep(solver.net.params["fc"][0].data.copy(), 0.3)
+    fill_inputs(solver.net, inputs(rng, (4, 10), 6))
+    solver.step(5)
+    masks = [net.layers[list(net._layer_names).index("fc")].mask
+             for net in (solver.net, solver.test_nets[0])]
+    np.testing.assert_array_equal(masks[0], keep)
+    np.testing.assert_array_equal(masks[1], keep)
+    np.testing.assert_array_equal(solver.test_nets[0].params["fc"][0].data,
+                                  solver.net.params["fc"][0].data)
+    assert np.all(solver.net.params["fc"][0].data[~keep] == 0)
