@@ -1,0 +1,205 @@
+"""The GPU check's Caffe part (scripts/gpu_check.sh runs it on a GPU machine).
+
+1. pycaffe: a small FER-sized net (48x48 gray input, three convolutions,
+   two inner products, SoftmaxWithLoss plus the project's
+   FeatureSparsenessLoss Python layer) runs forward and backward on the GPU
+   with cuDNN convolutions and with Caffe's own (engine CAFFE), and on the CPU
+   with the same weights and batch; every top, loss and gradient must agree.
+2. caffe train: the same net, fed from an LMDB written by data_prep.lmdb_io,
+   trains for --iters iterations on --device (gpu or cpu); the loss must fall,
+   and the time per iteration is read off the log's timestamps.
+
+Prints one JSON object with the figures; exits non-zero when a check fails.
+
+    python scripts/gpu/check_gpu.py --caffe-bin PATH --work DIR [--device gpu|cpu] [--iters N]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.lmdb_io import write_lmdb
+from runtime.caffe_env import import_caffe
+
+IMAGE_SIZE = 48
+CLASSES = 7
+BATCH = 64
+
+
+def net_prototxt(data_layer, engine="", sparseness_weight=0.001):
+    """The check's net; ``engine`` is "" (cuDNN where built) or "engine: CAFFE"."""
+    def conv(name, bottom, outputs, kernel, pad):
+        return f'''
+layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"
+  convolution_param {{ num_output: {outputs} kernel_size: {kernel} pad: {pad} {engine}
+    weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
+layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}" }}
+layer {{ name: "{name}_pool" type: "Pooling" bottom: "{name}" top: "{name}_pool"
+  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}'''
+    return f'''name: "gpu_check"
+{data_layer}
+{conv("conv1", "data", 32, 5, 2)}
+{conv("conv2", "conv1_pool", 64, 3, 1)}
+{conv("conv3", "conv2_pool", 128, 3, 1)}
+layer {{ name: "fc1" type: "InnerProduct" bottom: "conv3_pool" top: "fc1"
+  inner_product_param {{ num_output: 256 weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "fc1_relu" type: "ReLU" bottom: "fc1" top: "fc1" }}
+layer {{ name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
+  inner_product_param {{ num_output: {CLASSES} weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }}
+layer {{ name: "sparseness" type: "Python" bottom: "fc1" top: "sparseness"
+  python_param {{ module: "caffe_layers.sparseness" layer: "FeatureSparsenessLoss"
+                  param_str: '{{"name": "sparseness", "p": 2}}' }}
+  loss_weight: {sparseness_weight} }}
+'''
+
+
+INPUT_LAYERS = f'''layer {{ name: "data" type: "Input" top: "data" top: "label"
+  input_param {{ shape {{ dim: {BATCH} dim: 1 dim: {IMAGE_SIZE} dim: {IMAGE_SIZE} }}
+                shape {{ dim: {BATCH} }} }} }}'''
+
+
+def lmdb_data_layer(source):
+    return f'''layer {{ name: "data" type: "Data" top: "data" top: "label"
+  data_param {{ source: "{source}" backend: LMDB batch_size: {BATCH} }}
+  transform_param {{ scale: 0.00390625 }} }}'''
+
+
+def class_pattern_images(rng, count):
+    """Noise plus a bright block whose place depends on the class: learnable, not trivial."""
+    for index in range(count):
+        label = index % CLASSES
+        image = rng.integers(0, 90, size=(IMAGE_SIZE, IMAGE_SIZE))
+        row, col = divmod(label, 3)
+        image[4 + row * 14:4 + row * 14 + 12, 4 + col * 14:4 + col * 14 + 12] += 140
+        yield f"{index:06d}", image.astype(np.uint8), label
+
+
+def forward_backward(caffe, prototxt, weights, data, label):
+    net = caffe.Net(str(prototxt), caffe.TRAIN)
+    net.copy_from(str(weights))
+    net.blobs["data"].data[...] = data
+    net.blobs["label"].data[...] = label
+    tops = net.forward()
+    net.backward()
+    grads = {name: [blob.diff.copy() for blob in blobs] for name, blobs in net.params.items()}
+    return {k: float(v) for k, v in tops.items()}, net.blobs["fc1"].data.copy(), grads
+
+
+def max_relative_error(a, b):
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
+
+
+def check_pycaffe(caffe, work, rng):
+    """GPU (cuDNN and Caffe engines) against CPU on one batch; returns the worst errors."""
+    prototxts = {}
+    for engine_name, engine in (("cudnn", ""), ("caffe", "engine: CAFFE")):
+        prototxts[engine_name] = work / f"pycaffe_{engine_name}.prototxt"
+        prototxts[engine_name].write_text(net_prototxt(INPUT_LAYERS, engine))
+    caffe.set_mode_cpu()
+    weights = work / "pycaffe_init.caffemodel"
+    caffe.Net(str(prototxts["caffe"]), caffe.TRAIN).save(str(weights))
+    data = rng.random((BATCH, 1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    label = (np.arange(BATCH) % CLASSES).astype(np.float32)
+    reference = forward_backward(caffe, prototxts["caffe"], weights, data, label)
+    caffe.set_device(0)
+    caffe.set_mode_gpu()
+    errors = {}
+    for engine_name, prototxt in prototxts.items():
+        tops, fc1, grads = forward_backward(caffe, prototxt, weights, data, label)
+        ref_tops, ref_fc1, ref_grads = reference
+        worst_grad = max(max_relative_error(g, r) for name in grads
+                         for g, r in zip(grads[name], ref_grads[name]))
+        errors[engine_name] = {
+            "loss": abs(tops["loss"] - ref_tops["loss"]) / abs(ref_tops["loss"]),
+            "sparseness": abs(tops["sparseness"] - ref_tops["sparseness"])
+            / abs(ref_tops["sparseness"]),
+            "fc1": max_relative_error(fc1, ref_fc1),
+            "gradients": worst_grad,
+        }
+        for key, value in errors[engine_name].items():
+            if not value < 1e-3:
+                raise SystemExit(f"pycaffe GPU ({engine_name} engine) differs from CPU in "
+                                 f"{key}: relative error {value:.2e}")
+    caffe.set_mode_cpu()
+    return errors
+
+
+def log_time(line):
+    """Seconds of day of a glog line 'I1127 21:22:33.123456 ...'."""
+    stamp = re.match(r"[IWEF]\d{4} (\d\d):(\d\d):(\d\d\.\d+)", line)
+    hours, minutes, seconds = stamp.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def check_train(caffe_bin, work, rng, device, iterations):
+    """caffe train on ``device``; returns losses and seconds per iteration."""
+    source = work / "train_lmdb"
+    if not source.exists():
+        write_lmdb(source, class_pattern_images(rng, 1024))
+    net = work / "train.prototxt"
+    net.write_text(net_prototxt(lmdb_data_layer(source)))
+    solver = work / f"solver_{device}.prototxt"
+    solver.write_text(f'''net: "{net}"
+base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: "fixed"
+max_iter: {iterations} display: 1 snapshot: 0 snapshot_after_train: false
+random_seed: 1 solver_mode: {device.upper()}
+''')
+    command = [str(caffe_bin), "train", "-solver", str(solver)]
+    if device == "gpu":
+        command += ["-gpu", "0"]
+    start = time.time()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, GLOG_logtostderr="1"))
+    wall = time.time() - start
+    (work / f"train_{device}.log").write_text(proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"caffe train on {device} failed (exit {proc.returncode}):\n"
+                         + proc.stderr[-4000:])
+    lines = [line for line in proc.stderr.splitlines()
+             if re.search(r"Iteration \d+ .*loss = ", line)]
+    iteration_numbers = [int(re.search(r"Iteration (\d+)", line).group(1)) for line in lines]
+    losses = [float(re.search(r"loss = ([-+.\deE]+)", line).group(1)) for line in lines]
+    if len(losses) < iterations // 2:
+        raise SystemExit(f"caffe train on {device} logged {len(losses)} losses:\n"
+                         + proc.stderr[-3000:])
+    # Skip the first tenth (cuDNN's and the allocator's warm-up) when timing.
+    first = len(lines) // 10
+    elapsed = log_time(lines[-1]) - log_time(lines[first])
+    if elapsed < 0:  # the run crossed midnight
+        elapsed += 24 * 3600
+    per_iteration = elapsed / (iteration_numbers[-1] - iteration_numbers[first])
+    start_loss, end_loss = float(np.mean(losses[:5])), float(np.mean(losses[-5:]))
+    if iterations >= 100 and not end_loss < 0.5 * start_loss:
+        raise SystemExit(f"caffe train on {device}: loss did not fall ({start_loss:.3f} -> "
+                         f"{end_loss:.3f})")
+    return {"device": device, "iterations": iterations, "batch": BATCH,
+            "seconds_per_iteration": per_iteration, "wall_seconds": wall,
+            "loss_first5": start_loss, "loss_last5": end_loss}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--caffe-bin", required=True, type=Path, help="the caffe tool to run")
+    parser.add_argument("--work", required=True, type=Path, help="scratch folder")
+    parser.add_argument("--device", choices=("gpu", "cpu"), default="gpu")
+    parser.add_argument("--iters", type=int, default=300, help="caffe train iterations")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20190101)
+    result = {"python": sys.version.split()[0], "started": datetime.now().isoformat()}
+    if args.device == "gpu":
+        result["pycaffe_gpu_vs_cpu_relative_error"] = check_pycaffe(import_caffe(), args.work, rng)
+    result["train"] = check_train(args.caffe_bin, args.work, rng, args.device, args.iters)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
