@@ -141,7 +141,16 @@ def process_item(index, item, config):
 
 def process_chunk(config, chunk):
     """process_item over a list of (index, item)."""
-    return [process_item(index, item, config) for index, item in chunk]
+    results = []
+    for index, item in chunk:
+        try:
+            results.append(process_item(index, item, config))
+        except cv2.error as exc:
+            # an image OpenCV decoded but cannot warp (odd depth or layout): that image's problem
+            results.append(ItemResult(index, skip_reason=f"OpenCV failed on this image: {str(exc).strip()[-200:]}"))
+        except Exception as exc:
+            raise RuntimeError(f"preparing {item.source} failed: {exc!r}") from exc
+    return results
 
 
 def measure_chunk(landmark_settings, chunk):

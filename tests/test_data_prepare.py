@@ -372,3 +372,25 @@ def test_interrupted_run_leaves_no_output_folder(tmp_path):
     assert process.returncode != 0, "the run finished before it could be interrupted"
     assert b"KeyboardInterrupt" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_known_landmarks_are_used_and_degenerate_ones_skipped(tmp_path, astronaut, rng):
+    root = tmp_path / "db"
+    rows, marks = ["path,label,subject"], [
+        "path,left_eye_x,left_eye_y,right_eye_x,right_eye_y,nose_x,nose_y,"
+        "mouth_left_x,mouth_left_y,mouth_right_x,mouth_right_y"]
+    for number in range(4):
+        _write_png(root / f"{number}.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+        rows.append(f"{number}.png,happy,p{number % 2}")
+        # the eyes and mouth of the last image coincide: no transform fits them
+        marks.append(f"{number}.png,20,25,44,25,32,35,24,45,40,45" if number < 3
+                     else f"{number}.png,30,30,30,30,30,30,30,30,30,30")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    (root / "landmarks.csv").write_text("\n".join(marks) + "\n")
+    run("--dataset", "csv", "--root", root, "--landmarks-csv", root / "landmarks.csv", "--out",
+        tmp_path / "out", "--folds", 2, "--workers", 1, "--size", 16)
+    manifest = check_prepared_folder(tmp_path / "out", crops=1, size=16)
+    assert manifest["counts"]["alignment"] == {"known": 3}
+    assert manifest["skipped"] == [{"source": str((root / "3.png").resolve()),
+                                    "reason": "unusable known landmarks: the source points coincide: "
+                                              "no transform fits them"}]
