@@ -76,6 +76,10 @@ COPY . /opt/fer-sparse
 # caffe wrapper; FER_CAFFE_PREFIX makes it use the Caffe built above.
 RUN FER_CAFFE_PREFIX=/opt/caffe bash scripts/install.sh \
     && rm -rf /var/lib/apt/lists/* /root/.cache/pip
+# The repo's data/ and runs/ are the mounts, so the commands of README.md and
+# the committed prototxt paths (data/prepared/..., runs/...) work unchanged.
+RUN ln -s /data /opt/fer-sparse/data \
+    && ln -s /runs /opt/fer-sparse/runs
 ENV PATH=/opt/fer-sparse/.venv/bin:$PATH \
     VIRTUAL_ENV=/opt/fer-sparse/.venv \
     PYTHONUNBUFFERED=1

@@ -315,6 +315,10 @@ def test_final_image_installs_the_project_on_the_built_caffe(stages, cmake_call)
     assert installs == [[f"FER_CAFFE_PREFIX={prefix}", "bash", "scripts/install.sh"]]
     env = " ".join(e.args for e in final.all("ENV"))
     assert re.search(rf"PATH={re.escape(workdir)}/\.venv/bin:\$PATH", env)
+    # The repo's data/ and runs/ are the documented mounts.
+    links = [cmd for run in final.all("RUN") for cmd in shell_commands(run) if cmd[:2] == ["ln", "-s"]]
+    assert sorted(links) == [["ln", "-s", "/data", f"{workdir}/data"],
+                             ["ln", "-s", "/runs", f"{workdir}/runs"]]
     # install.sh accepts a prefix only when the build marked it complete.
     caffe_runs = " ".join(r.args for r in stages["caffe"].all("RUN"))
     assert f"{prefix}/.fer-build-complete" in caffe_runs
@@ -336,9 +340,9 @@ def test_dockerignore_keeps_what_the_image_copies():
                 if source != ".":
                     assert not ignored(source.rstrip("/")), f"{copy}: excluded by .dockerignore"
                     assert (REPO_ROOT / source).exists(), copy
-    for local in (".git", ".venv", ".gpu-bundle", "runs", "build"):
+    for local in (".git", ".venv", ".gpu-bundle", "runs", "build", "data"):
         assert ignored(local), f"{local} would be sent into the image"
-    for needed in ("scripts/install.sh", "caffe_build/patches/cuda", "CMakeLists.txt"):
+    for needed in ("scripts/install.sh", "caffe_build/patches/cuda", "CMakeLists.txt", "data_prep"):
         assert not ignored(needed)
 
 
