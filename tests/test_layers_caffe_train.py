@@ -51,26 +51,32 @@ MASKED_FC2 = ('layer { name: "fc2" type: "Python" bottom: "fc1" top: "fc2" '
               f'param_str: \'{{"num_output": {CLASSES}, "penalty": "l2", "name": "fc2"}}\' }} }}')
 
 
-def solver(net_path, prefix, iterations):
-    return (f'net: "{net_path}"\nbase_lr: 0.05\nmomentum: 0.9\nweight_decay: 5e-4\n'
+def solver(net_path, prefix, iterations, base_lr=0.05):
+    return (f'net: "{net_path}"\nbase_lr: {base_lr}\nmomentum: 0.9\nweight_decay: 5e-4\n'
             f'lr_policy: "fixed"\nmax_iter: {iterations}\ndisplay: 1\nsnapshot: 0\n'
             f'snapshot_prefix: "{prefix}"\nsnapshot_after_train: true\n'
             'solver_mode: CPU\nrandom_seed: 7\n')
 
 
-def run_train(caffe_bin, folder, name, classifier, iterations, weights=None):
-    (folder / f"{name}_net.prototxt").write_text(train_net(folder / "train_lmdb", classifier))
+def caffe_train(caffe_bin, folder, name, net_text, iterations, weights=None, base_lr=0.05):
+    (folder / f"{name}_net.prototxt").write_text(net_text)
     (folder / f"{name}_solver.prototxt").write_text(
-        solver(folder / f"{name}_net.prototxt", folder / name, iterations))
+        solver(folder / f"{name}_net.prototxt", folder / name, iterations, base_lr))
     args = [str(caffe_bin), "train", "-solver", str(folder / f"{name}_solver.prototxt")]
     if weights:
         args += ["-weights", str(weights)]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
+    return subprocess.run(args, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0"))
+
+
+def run_train(caffe_bin, folder, name, classifier, iterations, weights=None):
+    proc = caffe_train(caffe_bin, folder, name, train_net(folder / "train_lmdb", classifier),
+                       iterations, weights)
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stderr
     losses = [float(v) for v in re.findall(r"Iteration \d+ .*?, loss = ([-+.\deE]+\d)", log)]
-    outputs = {key: [float(v) for v in re.findall(rf"Train net output #\d+: {key} = ([-+.\deE]+\d)", log)]
+    outputs = {key: [float(v) for v in
+                     re.findall(rf"Train net output #\d+: {key} = ([-+.\deE]+\d)", log)]
                for key in ("loss", "sparsity", "center")}
     assert len(losses) == iterations, log[-3000:]
     return losses, outputs, folder / f"{name}_iter_{iterations}.caffemodel"
@@ -116,3 +122,23 @@ def test_fine_tuning_with_masked_inner_product_loads_and_prunes(caffe_bin, train
     np.testing.assert_array_equal(np.sort(zeros), np.sort(smallest))
     # Starting from the trained net, pruning 30 % of fc2 keeps the loss low.
     assert np.mean(losses[-5:]) < 0.5 * np.log(CLASSES), losses
+
+
+def test_caffe_train_shows_a_param_str_error(caffe_bin, trained):
+    folder, _ = trained
+    net_text = train_net(folder / "train_lmdb", PLAIN_FC2).replace('"p": 2', '"p": 3')
+    proc = caffe_train(caffe_bin, folder, "bad_param", net_text, 5)
+    assert proc.returncode != 0
+    assert ('LayerParamError: caffe_layers.sparseness.FeatureSparsenessLoss layer "sparsity"'
+            in proc.stderr), proc.stderr[-3000:]
+    assert "key 'p' has the invalid value 3; expected 1 or 2" in proc.stderr
+
+
+def test_diverging_caffe_train_stops_at_the_first_non_finite_feature(caffe_bin, trained):
+    folder, _ = trained
+    proc = caffe_train(caffe_bin, folder, "diverge", train_net(folder / "train_lmdb", PLAIN_FC2),
+                       20, base_lr=1e30)
+    assert proc.returncode != 0
+    assert re.search(r'NonFiniteInputError: caffe_layers\.\w+\.\w+ layer "(sparsity|center)" '
+                     r'.*bottom\[\d\].* holds \d+ NaN and \d+ Inf', proc.stderr), proc.stderr[-3000:]
+    assert not (folder / "diverge_iter_20.caffemodel").exists()
