@@ -10,9 +10,12 @@ Cases (written to a temporary folder as PNG files first, so decoding counts):
   synthetic-96  96x96 synthetic faces with known landmarks: no detection
 Each case runs the same Pool pipeline prepare.py runs. "faces/s" counts the
 whole run including starting the workers (each loads dlib's models);
-"steady/s" leaves out everything before the first chunk came back. The table
-is printed and appended to benchmarks/data_prep.csv with the date, commit and
-load average (the benchmark machine may be shared).
+"steady/s" leaves out everything before the first chunk came back. "cpu ms"
+is the CPU time per face of --cpu-sample images run in this one process, and
+"idle est/s" = workers x 1000 / cpu ms, what the workers would reach on idle
+cores: on a shared machine the wall-clock rates fall with the load, the CPU
+time much less. The table is printed and appended to benchmarks/data_prep.csv
+with the date, commit and 1-minute load average.
 """
 import argparse
 import csv
@@ -37,7 +40,8 @@ from data_prep.synthetic import generate
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "data_prep.csv"
 FIELDS = ("date", "commit", "cpus", "load_1min", "case", "images", "workers", "size", "crops",
-          "seconds", "faces_per_s", "steady_per_s", "detected", "fallbacks", "skipped")
+          "seconds", "faces_per_s", "steady_per_s", "detected", "fallbacks", "skipped", "cpu_ms_per_face",
+          "idle_estimate_per_s")
 ASTRONAUT_EYE_MIDPOINT = np.array([224.0, 101.75])
 ASTRONAUT_EYE_DISTANCE = 44.0
 
@@ -95,6 +99,16 @@ def run_case(items, config, workers, chunk_size=8):
     return seconds, len(items) / seconds, steady, counts
 
 
+def cpu_ms_per_face(items, config):
+    """CPU time of one face in this process (models loaded first): less sensitive to a busy machine."""
+    for _ in process_items(items[:1], config, workers=1, progress=False):
+        pass
+    started = time.process_time()
+    for _ in process_items(items, config, workers=1, progress=False):
+        pass
+    return (time.process_time() - started) * 1000 / len(items)
+
+
 def git_commit():
     try:
         return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -111,6 +125,8 @@ def main(argv=None):
     parser.add_argument("--crops", type=int, default=1, help="crops per image (default 1)")
     parser.add_argument("--cases", nargs="+", default=["photo-256", "crop-48", "synthetic-96"],
                         choices=["photo-256", "crop-48", "synthetic-96"], help="cases to run")
+    parser.add_argument("--cpu-sample", type=int, default=100,
+                        help="images of each case timed in one process for CPU ms per face (default 100)")
     parser.add_argument("--no-record", action="store_true", help=f"do not append to {RESULTS}")
     args = parser.parse_args(argv)
     config = PrepConfig(template=load_template(), size=args.size, crops=args.crops)
@@ -120,17 +136,20 @@ def main(argv=None):
         for case in args.cases:
             items = write_case(Path(tmp) / case, case, args.images, rng)
             seconds, rate, steady, counts = run_case(items, config, args.workers)
+            cpu_ms = cpu_ms_per_face(items[:args.cpu_sample], config)
             rows.append({
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit(),
                 "cpus": len(os.sched_getaffinity(0)), "load_1min": f"{os.getloadavg()[0]:.2f}", "case": case,
                 "images": len(items), "workers": args.workers, "size": args.size, "crops": args.crops,
                 "seconds": f"{seconds:.2f}", "faces_per_s": f"{rate:.1f}", "steady_per_s": f"{steady:.1f}",
-                "detected": counts["detected"], "fallbacks": counts["frame"], "skipped": counts["skipped"]})
+                "detected": counts["detected"], "fallbacks": counts["frame"], "skipped": counts["skipped"],
+                "cpu_ms_per_face": f"{cpu_ms:.2f}", "idle_estimate_per_s": f"{args.workers * 1000 / cpu_ms:.0f}"})
     print(f"{'case':<14}{'images':>7}{'workers':>8}{'seconds':>9}{'faces/s':>9}{'steady/s':>9}"
-          f"{'detected':>9}{'fallback':>9}{'load':>6}")
+          f"{'detected':>9}{'fallback':>9}{'cpu ms':>8}{'idle est/s':>11}{'load':>6}")
     for row in rows:
         print(f"{row['case']:<14}{row['images']:>7}{row['workers']:>8}{row['seconds']:>9}{row['faces_per_s']:>9}"
-              f"{row['steady_per_s']:>9}{row['detected']:>9}{row['fallbacks']:>9}{row['load_1min']:>6}")
+              f"{row['steady_per_s']:>9}{row['detected']:>9}{row['fallbacks']:>9}{row['cpu_ms_per_face']:>8}"
+              f"{row['idle_estimate_per_s']:>11}{row['load_1min']:>6}")
     if not args.no_record:
         RESULTS.parent.mkdir(exist_ok=True)
         new = not RESULTS.exists()
