@@ -40,7 +40,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.items import LANDMARK_NAMES
 from data_prep.labels import CLASS_NAMES, SEVEN_CLASSES, SIX_CLASSES
 from data_prep.readers.index_csv import CSV_INDEX, LANDMARK_COLUMNS
 

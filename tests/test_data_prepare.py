@@ -1,7 +1,6 @@
 """prepare.py end to end: the prepared-folder contract, every dataset, bad inputs, atomicity."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from data_prep.face_template import load_template
 from data_prep.items import Item
 from data_prep.lmdb_io import read_lmdb
 from data_prep.pipeline import ImageError, decode_item
-from data_prep.prepare import main
+from data_prep.prepare import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 PREPARE = REPO / "data_prep" / "prepare.py"
@@ -394,3 +393,11 @@ def test_known_landmarks_are_used_and_degenerate_ones_skipped(tmp_path, astronau
     assert manifest["skipped"] == [{"source": str((root / "3.png").resolve()),
                                     "reason": "unusable known landmarks: the source points coincide: "
                                               "no transform fits them"}]
+
+
+def test_every_option_is_documented():
+    documented = (REPO / "docs" / "data.md").read_text()
+    options = [o for action in build_parser()._actions for o in action.option_strings if o.startswith("--")]
+    assert len(options) > 25
+    missing = [o for o in options if o != "--help" and f"`{o}" not in documented]
+    assert not missing, f"options missing from docs/data.md: {missing}"
