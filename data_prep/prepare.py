@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -202,29 +203,32 @@ def _class_counts(indices, labels, names):
     return {name: counts.get(label, 0) for label, name in enumerate(names)}
 
 
-def _collect(read, config, args, store):
-    """Run the pipeline into ``store``; return kept indices, skips, fallbacks, duplicates, alignment counts."""
+def _collect(read, config, args, store, name):
+    """Run the pipeline into ``store``; return kept indices, skips, fallbacks, duplicates, alignment counts.
+
+    ``name`` turns an item's source into the name the manifest shows.
+    """
     kept, skipped, fallbacks, duplicates = [], [], [], []
     alignment = Counter()
     first_with_digest = {}
     for result in process_items(read.items, config, args.workers, args.chunk_size, progress=not args.quiet):
         item = read.items[result.index]
         if result.skip_reason is not None:
-            skipped.append(Skip(item.source, result.skip_reason))
+            skipped.append(Skip(name(item.source), result.skip_reason))
             continue
         original = first_with_digest.setdefault(result.digest, result.index)
         if original != result.index:
             other = read.items[original]
             note = "" if other.label == item.label else f" (with a different label, {other.label} vs {item.label})"
-            duplicates.append({"source": item.source, "duplicate_of": other.source,
+            duplicates.append({"source": name(item.source), "duplicate_of": name(other.source),
                                "action": args.duplicates + (" " + note.strip() if note else "")})
             if args.duplicates == "skip":
-                skipped.append(Skip(item.source, f"duplicate of {other.source}{note}"))
+                skipped.append(Skip(name(item.source), f"duplicate of {name(other.source)}{note}"))
                 continue
         store[result.index] = result.crops
         alignment[result.alignment] += 1
         if result.alignment == "frame":
-            fallbacks.append({"source": item.source, "kind": result.alignment})
+            fallbacks.append({"source": name(item.source), "kind": result.alignment})
         kept.append(result.index)
     return kept, skipped, fallbacks, duplicates, alignment
 
@@ -261,11 +265,12 @@ def prepare(args):
                              f"skipped, most often for: {reasons}")
         store = np.lib.format.open_memmap(tmp / "_crops.npy", mode="w+", dtype=np.uint8,
                                           shape=(len(read.items), args.crops, args.size, args.size))
-        kept, skipped, fallbacks, duplicates, alignment = _collect(read, config, args, store)
-        skipped = read.skipped + skipped
+        name = _source_namer(synthetic_root if args.dataset == "synthetic" and not args.root else None)
+        kept, skipped, fallbacks, duplicates, alignment = _collect(read, config, args, store, name)
+        skipped = [Skip(name(skip.source), skip.reason) for skip in read.skipped] + skipped
         if not kept:
             raise ValueError(f"every image was skipped ({len(skipped)}), e.g. {skipped[0].as_dict()}")
-        items = [read.items[i] for i in kept]
+        items = [replace(read.items[i], source=name(read.items[i].source)) for i in kept]
         labels = np.array([item.label for item in items])
         subjects = [item.subject for item in items]
         sources = [item.source for item in items]
@@ -280,7 +285,7 @@ def prepare(args):
                 split_summaries[split.name] = write_split(tmp / split.name, split, number, kept_store, labels,
                                                           subjects, sources, args.seed, bar)
         item_list = [{"item": i, "source": item.source, "label": int(item.label), "subject": item.subject,
-                      "sequence": item.sequence, "usage": item.usage,
+                      "sequence": name(item.sequence), "usage": item.usage,
                       "fold": assignment[item.subject] if assignment else None}
                      for i, item in enumerate(items)]
         (tmp / "items.json").write_text(json.dumps(item_list, indent=1) + "\n")
@@ -317,7 +322,8 @@ def prepare(args):
             "skipped": [skip.as_dict() for skip in skipped],
             "fallbacks": fallbacks,
             "duplicates": duplicates,
-            "source": {"root": str(args.root) if args.root else None, **read.info},
+            "source": {"root": str(args.root) if args.root else None,
+                       **{key: name(value) if isinstance(value, str) else value for key, value in read.info.items()}},
             "options": {key: value for key, value in sorted(vars(args).items())},
             "versions": _versions(),
             "seconds": round(time.time() - started, 1),
@@ -333,6 +339,14 @@ def prepare(args):
         raise FileExistsError(f"output folder {out} appeared while preparing; the result stays in {tmp}")
     os.rename(tmp, out)
     return manifest
+
+
+def _source_namer(temporary_root):
+    """Sources under a temporary (deleted) synthetic folder are shown as "synthetic:<relative path>"."""
+    if temporary_root is None:
+        return lambda source: source
+    prefix = str(Path(temporary_root).resolve()) + os.sep
+    return lambda source: "synthetic:" + source[len(prefix):] if source.startswith(prefix) else source
 
 
 class _KeptView:

@@ -100,6 +100,9 @@ def test_synthetic_dataset_meets_the_contract_and_is_deterministic(tmp_path):
         assert manifest["counts"]["per_split"][name]["test"] == {c: 6 for c in manifest["classes"]}
     assert manifest["skipped"] == [] and manifest["fallbacks"] == []
     assert manifest["template"]["points"]["mouth"] == [0.5, 0.73]
+    # the drawn images were not kept: sources name them relative to the generated dataset
+    items = json.loads((tmp_path / "one" / "items.json").read_text())
+    assert items[0]["source"] == "synthetic:images/S01/S01_anger_000.png"
     # same result with two worker processes: imap keeps item order
     run(*common, "--out", tmp_path / "two", "--workers", 2)
     for name in ("fold_00", "fold_02"):
