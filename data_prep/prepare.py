@@ -46,12 +46,12 @@ DATASETS = ("fer2013", "ckplus", "ckplus48", "oulu", "mmi", "csv", "synthetic")
 # not aligned in the paper (its 48x48 faces come pre-cropped) and keeps its
 # known duplicate images so that its official counts stay 28,709/3,589/3,589.
 DATASET_DEFAULTS = {
-    "fer2013": {"split": "official", "crops": 1, "size": 227, "align": "none", "duplicates": "keep"},
-    "ckplus": {"split": "folds", "folds": 10, "crops": 16, "size": 227},
-    "ckplus48": {"split": "folds", "folds": 10, "crops": 16, "size": 227},
-    "oulu": {"split": "folds", "folds": 10, "crops": 16, "size": 227},
-    "mmi": {"split": "folds", "folds": 10, "crops": 25, "size": 227},
-    "csv": {"split": "folds", "folds": 10, "crops": 1, "size": 227},
+    "fer2013": {"split": "official", "crops": 1, "size": 112, "align": "none", "duplicates": "keep"},
+    "ckplus": {"split": "folds", "folds": 10, "crops": 16, "size": 112},
+    "ckplus48": {"split": "folds", "folds": 10, "crops": 16, "size": 112},
+    "oulu": {"split": "folds", "folds": 10, "crops": 16, "size": 112},
+    "mmi": {"split": "folds", "folds": 10, "crops": 25, "size": 112},
+    "csv": {"split": "folds", "folds": 10, "crops": 1, "size": 112},
     "synthetic": {"split": "folds", "folds": 5, "crops": 4, "size": 48},
 }
 COMMON_DEFAULTS = {"align": "landmarks", "duplicates": "skip"}
@@ -74,9 +74,9 @@ DATASET_OPTIONS = (
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="prepare.py", description=__doc__.split("\n\n")[0],
-        epilog="Per-dataset defaults - fer2013: official split, 1 crop, size 227, not aligned, duplicates "
-               "kept; ckplus, ckplus48, oulu: 10 folds, 16 crops, size 227; mmi: 10 folds, 25 crops, "
-               "size 227; csv: 10 folds, 1 crop, size 227; synthetic: 5 folds, 4 crops, size 48. "
+        epilog="Per-dataset defaults - fer2013: official split, 1 crop, size 112, not aligned, duplicates "
+               "kept; ckplus, ckplus48, oulu: 10 folds, 16 crops, size 112; mmi: 10 folds, 25 crops, "
+               "size 112; csv: 10 folds, 1 crop, size 112; synthetic: 5 folds, 4 crops, size 48. "
                "Errors exit with status 1 and a message naming the file and what to do. See docs/data.md.")
     data = parser.add_argument_group("input and output")
     data.add_argument("--dataset", required=True, choices=DATASETS, help="database layout to read")
@@ -94,7 +94,8 @@ def build_parser():
                        "shuffle (default 0)")
     image = parser.add_argument_group("alignment and images")
     image.add_argument("--size", type=int, help="side S of the stored S x S crops "
-                       "(default 227 as in the paper; synthetic 48)")
+                       "(default 112, the face ResNet's input; 224 for VGG, 48 for the toy net; "
+                       "the paper states 227, see docs/nets.md)")
     image.add_argument("--crops", type=int, help="crops per image (default per dataset: "
                        "oulu/ckplus/ckplus48 16, mmi 25, synthetic 4, fer2013/csv 1)")
     image.add_argument("--crop-shift", type=float, default=0.08, help="largest crop offset, as a fraction "

@@ -28,13 +28,21 @@ def _hint():
 def import_caffe():
     """Return the pycaffe module, or raise CaffeNotAvailable saying what to run."""
     # pycaffe logs every layer it builds at INFO level; keep the console for
-    # results unless the user asked for glog's output.
+    # results unless the user asked for glog's output. glog reads the variable
+    # when pycaffe loads it, so it is set for the import only and child
+    # processes (caffe train) keep their full logs.
+    previous = os.environ.get("GLOG_minloglevel")
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
         caffe = importlib.import_module("caffe")
     except ImportError as exc:
         raise CaffeNotAvailable(
             f"pycaffe cannot be imported by {sys.executable} ({exc}); {_hint()}") from exc
+    finally:
+        if previous is None:
+            os.environ.pop("GLOG_minloglevel", None)
+        else:
+            os.environ["GLOG_minloglevel"] = previous
     if not hasattr(caffe, "Net") or not hasattr(caffe, "Layer"):
         raise CaffeNotAvailable(
             f"the 'caffe' module at {getattr(caffe, '__file__', '?')} is not pycaffe; {_hint()}")

@@ -133,3 +133,47 @@ def test_missing_pycaffe_says_what_to_run(tmp_path):
     proc = subprocess.run(["/usr/bin/python3", "-S", "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO_ROOT), "PATH": os.environ["PATH"]})
     assert "CaffeNotAvailable" in proc.stdout and "scripts/install.sh" in proc.stdout, proc
+
+
+def test_importing_caffe_leaves_child_processes_their_full_logs(caffe, monkeypatch):
+    # import_caffe quiets pycaffe's own INFO logging, but must not hand that
+    # setting to `caffe train` children through the environment.
+    monkeypatch.delenv("GLOG_minloglevel", raising=False)
+    from runtime.caffe_env import import_caffe
+    import_caffe()
+    assert "GLOG_minloglevel" not in os.environ
+
+
+FAILING_LAYER = textwrap.dedent('''
+    import caffe
+
+    class Failing(caffe.Layer):
+        def setup(self, bottom, top):
+            raise ValueError("this layer refuses: param_str key 'bogus' is unknown")
+
+        def reshape(self, bottom, top):
+            pass
+
+        def forward(self, bottom, top):
+            pass
+
+        def backward(self, top, propagate_down, bottom):
+            pass
+''')
+
+
+def test_caffe_train_prints_a_python_layer_error(caffe_bin, tmp_path):
+    # caffe_build/patches/0005: the tool is built with WITH_PYTHON_LAYER, so a
+    # layer's exception is printed with its traceback and the exit status is 1.
+    (tmp_path / "failing_layer.py").write_text(FAILING_LAYER)
+    (tmp_path / "net.prototxt").write_text(textwrap.dedent('''
+        name: "failing"
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "bad" type: "Python" bottom: "data" top: "out"
+                python_param { module: "failing_layer" layer: "Failing" } }
+    '''))
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.1\nmax_iter: 1\nsolver_mode: CPU\n')
+    proc = run_caffe(caffe_bin, ["train", "-solver", str(tmp_path / "solver.prototxt")], tmp_path)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    assert "ValueError: this layer refuses: param_str key 'bogus' is unknown" in proc.stderr
