@@ -160,15 +160,17 @@ def caffe_worker(name, batch, warmup, iters, threads):
     rng = np.random.default_rng(0)
     net.blobs["data"].data[...] = rng.standard_normal(net.blobs["data"].data.shape)
     net.blobs["label"].data[...] = rng.integers(0, NETS[name]["classes"], batch)
-    times = []
+    times, cpu_times = [], []
     for i in range(warmup + iters):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         net.clear_param_diffs()
         net.forward()
         net.backward()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return {"times": times, "flops": _caffe_flops(net), "build": str(Path(caffe.__file__).parents[2])}
+            cpu_times.append(time.process_time() - cpu_start)
+    return {"times": times, "cpu_times": cpu_times, "flops": _caffe_flops(net),
+            "build": str(Path(caffe.__file__).parents[2])}
 
 
 # --------------------------------------------------------------------------
@@ -250,14 +252,15 @@ def torch_worker(name, batch, warmup, iters, threads):
     x = torch.randn(batch, *NETS[name]["input"])
     y = torch.randint(0, NETS[name]["classes"], (batch,))
     loss_fn = torch.nn.CrossEntropyLoss()
-    times = []
+    times, cpu_times = [], []
     for i in range(warmup + iters):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return {"times": times, "flops": _torch_flops(torch, model, x),
+            cpu_times.append(time.process_time() - cpu_start)
+    return {"times": times, "cpu_times": cpu_times, "flops": _torch_flops(torch, model, x),
             "build": f"torch {torch.__version__}"}
 
 
