@@ -3,7 +3,7 @@ import numpy as np
 
 from caffe_layers import functional
 from caffe_layers.params import (LayerInputError, Param, check_counts, check_finite, describe,
-                                 parse_params, report_errors)
+                                 parse_params)
 from runtime.caffe_env import import_caffe
 
 caffe = import_caffe()
@@ -16,7 +16,6 @@ SCHEMA = {
 }
 
 
-@report_errors
 class CenterLoss(caffe.Layer):
     """L = 1/(2N) * sum_i ||x_i - c_{y_i}||^2, one scalar top.
 

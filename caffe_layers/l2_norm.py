@@ -3,7 +3,7 @@ import numpy as np
 
 from caffe_layers import functional
 from caffe_layers.params import (LayerInputError, Param, check_counts, check_finite, describe,
-                                 parse_params, report_errors)
+                                 parse_params)
 from runtime.caffe_env import import_caffe
 
 caffe = import_caffe()
@@ -15,7 +15,6 @@ SCHEMA = {
 }
 
 
-@report_errors
 class L2Normalize(caffe.Layer):
     """y_i = alpha * x_i / sqrt(||x_i||_2^2 + eps): every feature rescaled to norm alpha.
 

@@ -5,11 +5,8 @@ prototxt layer name, so error messages name the layer by its class and its
 param_str, plus the optional ``"name"`` key that every layer accepts for
 exactly this purpose (e.g. ``param_str: '{"name": "sparsity", "p": 2}'``).
 """
-import functools
 import json
 import math
-import sys
-import traceback
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable, Optional
@@ -137,33 +134,6 @@ def parse_params(layer, schema):
         else:
             values[key] = spec.default
     return SimpleNamespace(**values)
-
-
-def report_errors(cls):
-    """Class decorator for the layers: an exception raised inside the caffe tool is printed first.
-
-    The caffe tool built here never prints a Python layer's exception: it
-    aborts with "terminate called after throwing an instance of
-    'boost::python::error_already_set'" (its tools/caffe.cpp is compiled
-    without WITH_PYTHON_LAYER, so its PyErr_Print handler is missing). Inside
-    that embedded interpreter (empty sys.orig_argv) the traceback is written to
-    stderr before the exception propagates; pycaffe re-raises it as usual.
-    """
-    def wrap(method):
-        @functools.wraps(method)
-        def reporting(self, *args):
-            try:
-                return method(self, *args)
-            except Exception:
-                if not sys.orig_argv:
-                    traceback.print_exc(file=sys.stderr)
-                    sys.stderr.flush()
-                raise
-        return reporting
-
-    for name in ("setup", "reshape", "forward", "backward"):
-        setattr(cls, name, wrap(getattr(cls, name)))
-    return cls
 
 
 def blob_list(blobs):

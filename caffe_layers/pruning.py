@@ -3,7 +3,7 @@ import numpy as np
 
 from caffe_layers import functional
 from caffe_layers.params import (LayerInputError, Param, check_counts, check_finite, describe,
-                                 parse_params, report_errors)
+                                 parse_params)
 from runtime.caffe_env import import_caffe
 
 caffe = import_caffe()
@@ -22,7 +22,6 @@ SCHEMA = {
 }
 
 
-@report_errors
 class MaskedInnerProduct(caffe.Layer):
     """y = x W^T + b with a fixed binary mask on W and an L1/L2 penalty on the kept weights.
 

@@ -1,8 +1,7 @@
 """FeatureSparsenessLoss: the paper's feature-sparseness loss (Eq. 4, 5, 7) as a Caffe layer."""
 from caffe_layers import functional
 from caffe_layers.params import (LayerInputError, LayerParamError, Param, blob_list,
-                                 check_counts, check_finite, describe, parse_params,
-                                 report_errors)
+                                 check_counts, check_finite, describe, parse_params)
 from runtime.caffe_env import import_caffe
 
 caffe = import_caffe()
@@ -15,7 +14,6 @@ SCHEMA = {
 }
 
 
-@report_errors
 class FeatureSparsenessLoss(caffe.Layer):
     """L = sum_b coefficients[b] * (1/p) * sum_i ||b_i||_p^p  [/ N], one scalar top.
 

@@ -112,7 +112,7 @@ def test_a_run_folder_with_another_config_is_never_overwritten(finished_run, pre
 def test_bad_inputs_give_clear_errors(tmp_path, prepared):
     with pytest.raises(SystemExit, match="not a prepared dataset.*data_prep/prepare.py"):
         crossval.main(["--data", str(tmp_path), "--net", "toy", "--variant", "l2"])
-    with pytest.raises(SystemExit, match="--folds 4: .* was prepared with 3 folds"):
+    with pytest.raises(SystemExit, match=r"--folds 4: .* was prepared with 3 fold\(s\)"):
         crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2", "--folds", "4",
                        "--runs-dir", str(tmp_path)])
     with pytest.raises(SystemExit):  # argparse: unknown variant
@@ -143,3 +143,16 @@ def test_report_puts_paper_numbers_beside_ours(finished_run, tmp_path):
     assert f"| tiny | toy | l2_center | 3 | {ours} | – | – |" in text
     assert f"| CK+ | resnet | l2_center | 3 | {ours} | 97.59 | Table 7 |" in text
     assert "![tiny_toy_l2_center confusion]" in text
+
+
+def test_an_official_split_trains_watches_validation_and_tests_once(tmp_path):
+    data = build_prepared_dataset(tmp_path / "fer", subjects=6, official=True, dataset="fer2013")
+    summary = crossval.main(["--data", str(data), "--net", "toy", "--variant", "l2",
+                             "--runs-dir", str(tmp_path), *ITERS])
+    run = tmp_path / "fer2013_toy_l2" / "official"
+    result = json.loads((run / "result.json").read_text())
+    test_items = {e["item"] for e in json.loads((data / "official" / "test_items.json").read_text())}
+    assert {p["item"] for p in json.loads((run / "predictions.json").read_text())} == test_items
+    val = json.loads((run / "validation" / "result.json").read_text())
+    assert result["val_accuracy"] == val["accuracy"]
+    assert summary["folds"] == ["official"] and summary["std_accuracy"] == 0.0

@@ -24,7 +24,7 @@ from nets.experiment import NETS, VARIANTS, write_experiment
 from runtime.caffe_env import REPO_ROOT
 from tools import metrics, plots
 from tools.caffe_log import parse_caffe_log
-from tools.predict import predict_items, predict_records
+from tools.predict import net_with_test_source, predict_items, predict_records
 from tools.runs import (final_snapshot, load_manifest, prepare_run_dir, read_json, run_caffe_train,
                         start_fold, write_json_atomic)
 
@@ -173,13 +173,15 @@ def main(argv=None):
     args = parse_args(argv)
     manifest = load_manifest(args.data)
     splits = [name for name in manifest["splits"] if name.startswith("fold_")]
+    if not splits and "official" in manifest["splits"]:
+        splits = ["official"]     # FER2013: train on Training, test on PrivateTest
     if not splits:
-        raise SystemExit(f"error: {args.data} has no folds (its splits: {list(manifest['splits'])}); "
-                         "prepare it with --folds K for cross-validation")
+        raise SystemExit(f"error: {args.data} has no folds and no official split (its splits: "
+                         f"{list(manifest['splits'])}); prepare it with --split folds --folds K")
     if args.folds is not None:
         if not 1 <= args.folds <= len(splits):
             raise SystemExit(f"error: --folds {args.folds}: {args.data} was prepared with "
-                             f"{len(splits)} folds")
+                             f"{len(splits)} fold(s)")
         splits = splits[:args.folds]
     config = run_config(args, manifest)
     name = args.name or f"{manifest['dataset']}_{args.net}_{args.variant}"
@@ -192,11 +194,24 @@ def main(argv=None):
             print(f"{label}: done before, accuracy {read_json(fold_dir / 'result.json')['accuracy']:.4f}")
             continue
         split_dir = args.data / split
-        net_path, snapshot = train_fold(fold_dir, split_dir / "train_lmdb", split_dir / "test_lmdb",
-                                        config, weights=args.weights, gpu=args.gpu, label=label)
+        has_val = (split_dir / "val_lmdb" / "data.mdb").is_file()
+        # With a validation set (FER2013 PublicTest) the test phase during
+        # training watches it, and the test set is touched only at the end.
+        net_path, snapshot = train_fold(
+            fold_dir, split_dir / "train_lmdb", split_dir / ("val_lmdb" if has_val else "test_lmdb"),
+            config, weights=args.weights, gpu=args.gpu, label=label)
+        extra = {}
+        if has_val:
+            val_dir = fold_dir / "validation"
+            val_dir.mkdir()
+            extra["val_accuracy"] = evaluate(val_dir, net_path, snapshot, split_dir / "val_items.json",
+                                             config["num_classes"], gpu=args.gpu)["accuracy"]
+            net_path = net_with_test_source(net_path, split_dir / "test_lmdb",
+                                            fold_dir / "test_net.prototxt")
         result = evaluate(fold_dir, net_path, snapshot, split_dir / "test_items.json",
-                          config["num_classes"], gpu=args.gpu)
-        print(f"{label}: accuracy {result['accuracy']:.4f} on {result['test_images']} images")
+                          config["num_classes"], gpu=args.gpu, extra=extra)
+        print(f"{label}: accuracy {result['accuracy']:.4f} on {result['test_images']} images"
+              + (f" (validation {extra['val_accuracy']:.4f})" if extra else ""))
 
     summary = summarize(run_dir, splits, manifest["classes"])
     print(f"{name}: mean accuracy {100 * summary['mean_accuracy']:.2f} ± "
