@@ -70,11 +70,11 @@ python=$root/python/usr/bin/python3.11
 status=0
 
 step() {
-    local name=$1
-    shift
+    local name=$1 limit=$2
+    shift 2
     local t0=$SECONDS
-    say "== $name"
-    if "$@" >"$logs/$name.log" 2>&1; then
+    say "== $name (at most $limit s)"
+    if timeout "$limit" "$@" >"$logs/$name.log" 2>&1; then
         say "$name: ok ($((SECONDS - t0)) s)"
     else
         say "$name: FAILED ($((SECONDS - t0)) s); last lines:"
@@ -83,12 +83,13 @@ step() {
     fi
 }
 
-step device_query "$FER_CAFFE_BIN" device_query -gpu 0
+step device_query 60 "$FER_CAFFE_BIN" device_query -gpu 0
 mapfile -t tests < <(ls "$repo"/tests/test_layers_*.py "$repo"/tests/test_runtime.py 2>/dev/null)
-step pytest_gpu "$python" -m pytest -q -rs -p no:cacheprovider -p gpu_mode_plugin "${tests[@]}"
+step pytest_gpu "${FER_GPU_PYTEST_LIMIT:-240}" "$python" -m pytest -q -rs -p no:cacheprovider -p gpu_mode_plugin "${tests[@]}"
 tail -n 3 "$logs/pytest_gpu.log" >&2
-step check_gpu bash -c "'$python' '$repo/scripts/gpu/check_gpu.py' --caffe-bin '$FER_CAFFE_BIN' \
+step check_gpu 180 bash -c "'$python' '$repo/scripts/gpu/check_gpu.py' --caffe-bin '$FER_CAFFE_BIN' \
     --work /tmp/fer-gpu-work --device gpu --iters $iters > '$logs/check_gpu.json'"
 cat "$logs/check_gpu.json" >&2
+cp /tmp/fer-gpu-work/train_gpu.log "$logs/" 2>/dev/null
 say "done in $((SECONDS - start)) s, status $status"
 exit $status

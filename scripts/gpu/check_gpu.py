@@ -3,7 +3,7 @@
 1. pycaffe: a small FER-sized net (48x48 gray input, three convolutions,
    two inner products, SoftmaxWithLoss plus the project's
    FeatureSparsenessLoss Python layer) runs forward and backward on the GPU
-   with cuDNN convolutions and with Caffe's own (engine CAFFE), and on the CPU
+   with cuDNN layers and with Caffe's own (engine CAFFE), and on the CPU
    with the same weights and batch; every top, loss and gradient must agree.
 2. caffe train: the same net, fed from an LMDB written by data_prep.lmdb_io,
    trains for --iters iterations on --device (gpu or cpu); the loss must fall,
@@ -33,16 +33,20 @@ CLASSES = 7
 BATCH = 64
 
 
-def net_prototxt(data_layer, engine="", sparseness_weight=0.001):
-    """The check's net; ``engine`` is "" (cuDNN where built) or "engine: CAFFE"."""
+def net_prototxt(data_layer, caffe_engines=False, sparseness_weight=0.001):
+    """The check's net: cuDNN layers where Caffe was built with cuDNN, or with
+    ``caffe_engines`` every layer on Caffe's own CPU/CUDA code."""
+    engine = "engine: CAFFE" if caffe_engines else ""
+
     def conv(name, bottom, outputs, kernel, pad):
         return f'''
 layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"
   convolution_param {{ num_output: {outputs} kernel_size: {kernel} pad: {pad} {engine}
     weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" value: 0.1 }} }} }}
-layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}" }}
+layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}"
+  relu_param {{ {engine} }} }}
 layer {{ name: "{name}_pool" type: "Pooling" bottom: "{name}" top: "{name}_pool"
-  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}'''
+  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 {engine} }} }}'''
     return f'''name: "gpu_check"
 {data_layer}
 {conv("conv1", "data", 32, 5, 2)}
@@ -50,10 +54,11 @@ layer {{ name: "{name}_pool" type: "Pooling" bottom: "{name}" top: "{name}_pool"
 {conv("conv3", "conv2_pool", 128, 3, 1)}
 layer {{ name: "fc1" type: "InnerProduct" bottom: "conv3_pool" top: "fc1"
   inner_product_param {{ num_output: 256 weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "fc1_relu" type: "ReLU" bottom: "fc1" top: "fc1" }}
+layer {{ name: "fc1_relu" type: "ReLU" bottom: "fc1" top: "fc1" relu_param {{ {engine} }} }}
 layer {{ name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
   inner_product_param {{ num_output: {CLASSES} weight_filler {{ type: "xavier" }} }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss"
+  softmax_param {{ {engine} }} }}
 layer {{ name: "sparseness" type: "Python" bottom: "fc1" top: "sparseness"
   python_param {{ module: "caffe_layers.sparseness" layer: "FeatureSparsenessLoss"
                   param_str: '{{"name": "sparseness", "p": 2}}' }}
@@ -100,9 +105,9 @@ def max_relative_error(a, b):
 def check_pycaffe(caffe, work, rng):
     """GPU (cuDNN and Caffe engines) against CPU on one batch; returns the worst errors."""
     prototxts = {}
-    for engine_name, engine in (("cudnn", ""), ("caffe", "engine: CAFFE")):
+    for engine_name, caffe_engines in (("cudnn", False), ("caffe", True)):
         prototxts[engine_name] = work / f"pycaffe_{engine_name}.prototxt"
-        prototxts[engine_name].write_text(net_prototxt(INPUT_LAYERS, engine))
+        prototxts[engine_name].write_text(net_prototxt(INPUT_LAYERS, caffe_engines))
     caffe.set_mode_cpu()
     weights = work / "pycaffe_init.caffemodel"
     caffe.Net(str(prototxts["caffe"]), caffe.TRAIN).save(str(weights))
@@ -185,15 +190,35 @@ random_seed: 1 solver_mode: {device.upper()}
             "loss_first5": start_loss, "loss_last5": end_loss}
 
 
+def dry_run(caffe, work, rng):
+    write_lmdb(work / "train_lmdb", class_pattern_images(rng, 2 * BATCH))
+    prototxt = work / "dry_run.prototxt"
+    prototxt.write_text(net_prototxt(INPUT_LAYERS, caffe_engines=True))
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(prototxt), caffe.TRAIN)
+    net.blobs["data"].data[...] = rng.random(net.blobs["data"].data.shape)
+    net.blobs["label"].data[...] = np.arange(BATCH) % CLASSES
+    tops = net.forward()
+    net.backward()
+    print(json.dumps({"dry_run": {k: float(v) for k, v in tops.items()}}))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--caffe-bin", required=True, type=Path, help="the caffe tool to run")
     parser.add_argument("--work", required=True, type=Path, help="scratch folder")
     parser.add_argument("--device", choices=("gpu", "cpu"), default="gpu")
     parser.add_argument("--iters", type=int, default=300, help="caffe train iterations")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only write the LMDB and run the net once on the CPU in pycaffe "
+                             "(what pack_bundle.py traces and smoke-tests: a CUDA build of "
+                             "Caffe cannot train without a GPU)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20190101)
+    if args.dry_run:
+        dry_run(import_caffe(), args.work, rng)
+        return
     result = {"python": sys.version.split()[0], "started": datetime.now().isoformat()}
     if args.device == "gpu":
         result["pycaffe_gpu_vs_cpu_relative_error"] = check_pycaffe(import_caffe(), args.work, rng)

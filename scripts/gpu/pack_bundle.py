@@ -6,9 +6,10 @@ Called by scripts/gpu/build_bundle.sh (read it first). Run with Debian's
     python3 scripts/gpu/pack_bundle.py --caffe-prefix P --repo R --venv V --out DIR
 
 1. Traces which third-party Python packages the GPU check imports, by running
-   it here in CPU mode (pytest collection of the tests gpu_check.sh runs, and
-   scripts/gpu/check_gpu.py for a few iterations) with a sitecustomize that
-   records every imported module and mapped library.
+   it here (pytest collection of the tests gpu_check.sh runs, and
+   scripts/gpu/check_gpu.py --dry-run: a CUDA build cannot train without a
+   GPU) with a sitecustomize that records every imported module and mapped
+   library.
 2. Copies into a staging folder: the Caffe install (bin/caffe, lib/, python/),
    Debian's python3.11 with its standard library, the traced packages (whole
    subpackages, so that lazily imported siblings come along), pytest from the
@@ -71,10 +72,10 @@ def trace_imports(repo, caffe_prefix, venv_site, env):
     say("tracing imports: pytest collection")
     run_traced([str(PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                 "gpu_mode_plugin", "--collect-only", *gpu_check_tests(repo)], env, trace_dir)
-    say("tracing imports: scripts/gpu/check_gpu.py on the CPU")
+    say("tracing imports: scripts/gpu/check_gpu.py --dry-run")
     run_traced([str(PYTHON), str(repo / "scripts/gpu/check_gpu.py"), "--caffe-bin",
-                str(caffe_prefix / "bin/caffe"), "--work", str(work), "--device", "cpu",
-                "--iters", "3"], env, trace_dir)
+                str(caffe_prefix / "bin/caffe"), "--work", str(work), "--dry-run"],
+               env, trace_dir)
     files = set()
     for record in trace_dir.glob("*.txt"):
         files |= set(record.read_text().split("\n"))
@@ -214,9 +215,9 @@ def smoke_test(stage, repo, env):
              "bad = [p for p in sys.path if p.startswith('/usr/lib')];"
              "assert not bad, bad; print(sys.version.split()[0], numpy.__version__)")
     for command in ([str(python), "-c", probe],
+                    [str(stage / "caffe/bin/caffe"), "--version"],
                     [str(python), str(repo / "scripts/gpu/check_gpu.py"), "--caffe-bin",
-                     str(stage / "caffe/bin/caffe"), "--work", str(work), "--device", "cpu",
-                     "--iters", "3"]):
+                     str(stage / "caffe/bin/caffe"), "--work", str(work), "--dry-run"]):
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             sys.exit(f"smoke test from the bundle failed: {command}\n{proc.stderr[-4000:]}")
