@@ -12,9 +12,9 @@
 #   2. the project's layer tests (tests/test_layers_*.py) and runtime tests
 #      with pycaffe in GPU mode (scripts/gpu/gpu_mode_plugin.py);
 #   3. scripts/gpu/check_gpu.py: pycaffe forward/backward on the GPU (cuDNN and
-#      Caffe engines) against the CPU, then `caffe train -gpu 0` of a small
-#      FER-sized net with the project's sparseness loss (a Python layer),
-#      reporting the time per iteration.
+#      Caffe engines) against the CPU, in strict FP32 and with TF32 allowed,
+#      then `caffe train -gpu 0` of a small FER-sized net with the project's
+#      sparseness loss (a Python layer), reporting the time per iteration.
 # Logs and check_gpu.json go to LOG_DIR (default $OUT, else /tmp/fer-gpu-check).
 # Exits non-zero if any step fails; every step runs regardless.
 set -uo pipefail
@@ -56,7 +56,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 export LD_LIBRARY_PATH=$root/lib:$root/caffe/lib:$cuda_dirs
 export PYTHONHOME=$root/python/usr PYTHONNOUSERSITE=1 PYTHONUNBUFFERED=1
-export PYTHONPATH=$repo:$root/caffe/python:$root/site:$repo/scripts/gpu
+# dist-packages named explicitly: caffe's embedded interpreter, started without
+# a program name, takes the first python3 on PATH for its own, and where that
+# is a venv (as on the GPU machine) site.py skips PYTHONHOME's dist-packages.
+export PYTHONPATH=$repo:$root/caffe/python:$root/site:$root/python/usr/lib/python3/dist-packages:$repo/scripts/gpu
 # Like .venv/bin/caffe: the embedded interpreter gets the project and pycaffe
 # in front of whatever PYTHONPATH a caller sets.
 cat >"$root/caffe-wrapper" <<WRAP
@@ -87,9 +90,14 @@ step device_query 60 "$FER_CAFFE_BIN" device_query -gpu 0
 mapfile -t tests < <(ls "$repo"/tests/test_layers_*.py "$repo"/tests/test_runtime.py 2>/dev/null)
 step pytest_gpu "${FER_GPU_PYTEST_LIMIT:-240}" "$python" -m pytest -q -rs -p no:cacheprovider -p gpu_mode_plugin "${tests[@]}"
 tail -n 3 "$logs/pytest_gpu.log" >&2
-step check_gpu 180 bash -c "'$python' '$repo/scripts/gpu/check_gpu.py' --caffe-bin '$FER_CAFFE_BIN' \
-    --work /tmp/fer-gpu-work --device gpu --iters $iters > '$logs/check_gpu.json'"
-cat "$logs/check_gpu.json" >&2
+# GPU against CPU in strict FP32 (cuDNN and cuBLAS may use TF32 on Ampere and
+# later unless told not to), then as users run it: TF32 allowed, and training.
+step check_gpu_fp32 60 env NVIDIA_TF32_OVERRIDE=0 "$python" "$repo/scripts/gpu/check_gpu.py" \
+    --caffe-bin "$FER_CAFFE_BIN" --work /tmp/fer-gpu-fp32 --device gpu --tolerance 1e-3 --iters 0
+# With TF32 the differences are reported, not judged (the step above judges).
+step check_gpu 180 "$python" "$repo/scripts/gpu/check_gpu.py" --caffe-bin "$FER_CAFFE_BIN" \
+    --work /tmp/fer-gpu-work --device gpu --tolerance inf --iters "$iters" --json "$logs/check_gpu.json"
+cat "$logs/check_gpu_fp32.log" "$logs/check_gpu.json" >&2
 cp /tmp/fer-gpu-work/train_gpu.log "$logs/" 2>/dev/null
 say "done in $((SECONDS - start)) s, status $status"
 exit $status
