@@ -8,6 +8,7 @@ variables on the command line, none of Caffe's), the packages from
 caffe_build/debian-packages.txt, and the project from scripts/install.sh.
 """
 import fnmatch
+import json
 import os
 import re
 import shlex
@@ -380,3 +381,24 @@ def test_cuda_patches_apply_after_the_cpu_patches(tmp_path, pinned_source_tarbal
         removed = re.findall(r"cudnnGetConvolution\w+Algorithm\(", code)
         kept_for_old = re.findall(r"#else\s+CUDNN_CHECK\(cudnnGetConvolution\w+Algorithm\(", code)
         assert len(removed) == 3 and len(kept_for_old) == 3, layer
+
+
+# ---------------------------------------------------------------- the GPU check's scripts
+
+def test_gpu_check_scripts_are_valid_bash():
+    for script in ("scripts/gpu_check.sh", "scripts/gpu/build_bundle.sh"):
+        proc = subprocess.run(["bash", "-n", str(REPO_ROOT / script)], capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, f"{script}: {proc.stderr}"
+
+
+def test_gpu_check_net_runs_with_the_project_layers_on_the_cpu(tmp_path):
+    """check_gpu.py --dry-run: its LMDB, its net and the project's sparseness layer."""
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/gpu/check_gpu.py"),
+                           "--caffe-bin", "unused", "--work", str(tmp_path), "--dry-run"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tops = json.loads(proc.stdout.strip().splitlines()[-1])["dry_run"]
+    # Softmax over 7 classes from small random weights starts near ln 7.
+    assert 1.5 < tops["loss"] < 2.5 and tops["sparseness"] > 0
+    assert (tmp_path / "train_lmdb" / "data.mdb").exists()
