@@ -138,8 +138,8 @@ def check_pycaffe(caffe, work, rng, tolerance):
 
 
 def log_time(line):
-    """Seconds of day of a glog line 'I1127 21:22:33.123456 ...'."""
-    stamp = re.match(r"[IWEF]\d{4} (\d\d):(\d\d):(\d\d\.\d+)", line)
+    """Seconds of day of a glog line (I1127 or, glog >= 0.6, I20261127 then 21:22:33.123456)."""
+    stamp = re.match(r"[IWEF](?:\d{4})?\d{4} (\d\d):(\d\d):(\d\d\.\d+)", line)
     hours, minutes, seconds = stamp.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
