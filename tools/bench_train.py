@@ -170,7 +170,19 @@ def caffe_worker(name, batch, warmup, iters, threads):
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
     return {"times": times, "cpu_times": cpu_times, "flops": _caffe_flops(net),
-            "build": str(Path(caffe.__file__).parents[2])}
+            "build": f"{Path(caffe.__file__).parents[2]} ({_loaded_openblas()})"}
+
+
+def _loaded_openblas():
+    """Which OpenBLAS variant this process runs: numpy may have loaded the system's
+    libopenblas.so.0 before pycaffe, and then Caffe shares it (docs/performance.md)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "blas unknown"
+    variants = sorted({part for line in maps.splitlines() if "libopenblas" in line
+                       for part in line.split("/") if part.startswith("openblas-")})
+    return "+".join(variants) or "no openblas"
 
 
 # --------------------------------------------------------------------------
