@@ -65,8 +65,10 @@ build_caffe() {
     local source_arg
     if [ -n "${FER_CAFFE_SOURCE_DIR:-}" ]; then
         source_arg="-DCAFFE_SOURCE_DIR=$FER_CAFFE_SOURCE_DIR"
+        caffe_source=$FER_CAFFE_SOURCE_DIR
     else
-        source_arg="-DCAFFE_SOURCE_TARBALL=$("$repo/scripts/fetch_caffe_source.sh" "$cache/src")"
+        caffe_source=$("$repo/scripts/fetch_caffe_source.sh" "$cache/src")
+        source_arg="-DCAFFE_SOURCE_TARBALL=$caffe_source"
     fi
     rm -rf "$build" "$prefix"
     say "building Caffe into $prefix (about 4 minutes on 2 cores; log: $build/caffe/src/caffe-stamp/)"
@@ -74,7 +76,10 @@ build_caffe() {
         -DCAFFE_CXX_FLAGS="$cxx_flags" -DCAFFE_PYTHON_EXECUTABLE="$python" >"$cache/cmake-configure.log" 2>&1 \
         || { cat "$cache/cmake-configure.log" >&2; exit 1; }
     cmake --build "$build"
-    # The marker is written last: a prefix without it is an interrupted build.
+    # The source it was built from (tests compile Caffe's own gtests of the
+    # patched layers against it). The marker is written last: a prefix
+    # without it is an interrupted build.
+    echo "$caffe_source" >"$prefix/.fer-source"
     date -u +%FT%TZ >"$prefix/.fer-build-complete"
     rm -rf "$build"
 }

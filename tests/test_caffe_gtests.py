@@ -1,0 +1,63 @@
+"""Caffe's own Google Test cases for the layers the project's speed patches
+change (Convolution, PReLU, Eltwise, Split), compiled against the installed
+Caffe from the same source and patches it was built from."""
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from runtime.caffe_env import REPO_ROOT, import_caffe
+
+TEST_SOURCES = ("src/gtest/gtest-all.cpp", "src/caffe/test/test_caffe_main.cpp",
+                "src/caffe/test/test_convolution_layer.cpp", "src/caffe/test/test_neuron_layer.cpp",
+                "src/caffe/test/test_eltwise_layer.cpp", "src/caffe/test/test_split_layer.cpp")
+GTEST_FILTER = "*Convolution*:*PReLU*:*Eltwise*:*Split*"
+
+
+def installed_prefix():
+    return Path(import_caffe().__file__).resolve().parents[2]
+
+
+def compile_definitions(prefix):
+    """The definitions libcaffe was built with (CPU_ONLY, USE_OPENCV, ...)."""
+    text = (prefix / "share" / "Caffe" / "CaffeTargets.cmake").read_text()
+    found = re.search(r'INTERFACE_COMPILE_DEFINITIONS "([^"]*)"', text)
+    return [f"-D{d}" for d in found.group(1).split(";") if d]
+
+
+@pytest.fixture(scope="module")
+def patched_source(tmp_path_factory):
+    prefix = installed_prefix()
+    record = prefix / ".fer-source"
+    if not record.is_file():
+        pytest.skip(f"{prefix} was not built by scripts/install.sh (no .fer-source): "
+                    "its source is unknown (FER_CAFFE_PREFIX install)")
+    source = Path(record.read_text().strip())
+    root = tmp_path_factory.mktemp("caffe-src")
+    if source.is_dir():
+        subprocess.run(["cp", "-a", f"{source}/.", str(root)], check=True)
+    else:
+        with tarfile.open(source) as tar:
+            tar.extractall(root)
+    for patch in sorted((REPO_ROOT / "caffe_build" / "patches").glob("*.patch")):
+        subprocess.run(["patch", "-p1", "-s", "--batch", "-i", str(patch)], cwd=root, check=True)
+    return prefix, root
+
+
+def test_caffe_gtests_of_the_patched_layers_pass(patched_source, tmp_path):
+    prefix, root = patched_source
+    binary = tmp_path / "caffe_gtests"
+    compile_cmd = ["g++", "-O1", "-fopenmp", *compile_definitions(prefix),
+                   f"-I{prefix / 'include'}", f"-I{root / 'include'}", f"-I{root / 'src'}",
+                   *[str(root / s) for s in TEST_SOURCES], "-o", str(binary),
+                   f"-L{prefix / 'lib'}", f"-Wl,-rpath,{prefix / 'lib'}", "-lcaffe", "-lglog",
+                   "-lgflags", "-lprotobuf", "-lboost_system", "-lboost_thread", "-lpthread"]
+    built = subprocess.run(compile_cmd, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    run = subprocess.run([str(binary), f"--gtest_filter={GTEST_FILTER}"], cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
+    passed = re.search(r"\[  PASSED  \] (\d+) tests", run.stdout)
+    assert passed and int(passed.group(1)) >= 70, run.stdout[-2000:]
