@@ -14,6 +14,7 @@ import argparse
 import os
 from pathlib import Path
 
+from nets.experiment import write_text_atomic
 from tools import paper_results
 from tools.runs import read_json
 
@@ -150,9 +151,7 @@ def build_report(run_dirs, out_path, title="Results beside the paper"):
             sections.append(section + [""])
     text = "\n".join(line for section in sections for line in section)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out_path)
+    write_text_atomic(out_path, text)
     return text
 
 
