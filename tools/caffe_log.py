@@ -5,7 +5,7 @@ always computed from saved models and written as files, never read from logs.
 """
 import re
 
-_ITER_LOSS = re.compile(r"Iteration (\d+) \(.*?\), loss = ([-+.\deE]+\d|nan|inf)")
+ITER_LOSS = re.compile(r"Iteration (\d+) \(.*?\), loss = ([-+.\deE]+\d|nan|inf)")
 _ITER_LOSS_OLD = re.compile(r"Iteration (\d+), loss = ([-+.\deE]+\d|nan|inf)")
 _LR = re.compile(r"Iteration (\d+), lr = ([-+.\deE]+\d)")
 _TEST_START = re.compile(r"Iteration (\d+), Testing net")
@@ -17,7 +17,7 @@ def parse_caffe_log(text):
     train, rates, tests = [], [], []
     test_iter = None
     for line in text.splitlines():
-        match = _ITER_LOSS.search(line) or _ITER_LOSS_OLD.search(line)
+        match = ITER_LOSS.search(line) or _ITER_LOSS_OLD.search(line)
         if match:
             train.append((int(match.group(1)), float(match.group(2))))
             continue

@@ -22,9 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.lmdb_io import read_lmdb, write_lmdb
-from nets.experiment import NETS, VARIANTS
-from runtime.caffe_env import REPO_ROOT
-from tools.crossval import evaluate, train_fold
+from tools.crossval import add_training_arguments, evaluate, train_fold, training_config
 from tools.predict import net_with_test_source
 from tools.runs import (final_snapshot, load_manifest, prepare_run_dir, read_json, start_fold,
                         write_json_atomic)
@@ -36,15 +34,7 @@ def parse_args(argv=None):
     parser.add_argument("--train-data", required=True, type=Path, help="prepared training dataset")
     parser.add_argument("--test-data", required=True, type=Path, nargs="+",
                         help="prepared test datasets")
-    parser.add_argument("--net", required=True, choices=sorted(NETS))
-    parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
-    parser.add_argument("--iters", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--base-lr", type=float, default=None)
-    parser.add_argument("--stepsize", type=int, default=None)
-    parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--gpu", type=int, default=None)
-    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs")
+    add_training_arguments(parser)
     parser.add_argument("--name", default=None,
                         help="run folder name (default: crossdb_<train dataset>_<net>_<variant>)")
     return parser.parse_args(argv)
@@ -111,11 +101,10 @@ def main(argv=None):
                              "with the same --size")
     config = {
         "tool": "crossdb", "data": str(args.train_data.resolve()),
-        "dataset": train_manifest["dataset"], "net": args.net, "variant": args.variant,
+        "dataset": train_manifest["dataset"],
         "num_classes": train_manifest["num_classes"], "image_size": train_manifest["image_size"],
         "test_data": [str(d.resolve()) for d in args.test_data],
-        "iters": args.iters, "batch_size": args.batch_size, "base_lr": args.base_lr,
-        "stepsize": args.stepsize, "weights": str(args.weights.resolve()) if args.weights else None,
+        **training_config(args),
     }
     name = args.name or f"crossdb_{train_manifest['dataset']}_{args.net}_{args.variant}"
     run_dir = prepare_run_dir(args.runs_dir / name, config)

@@ -29,18 +29,13 @@ from tools.runs import (final_snapshot, load_manifest, prepare_run_dir, read_jso
                         start_fold, write_json_atomic)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, type=Path,
-                        help="prepared dataset folder (written by data_prep/prepare.py)")
+def add_training_arguments(parser):
+    """Net, variant and the training options crossval.py and crossdb.py share."""
     parser.add_argument("--net", required=True, choices=sorted(NETS), help="network")
     parser.add_argument("--variant", required=True, choices=sorted(VARIANTS),
                         help="loss / regulariser variant (see docs/nets.md)")
-    parser.add_argument("--folds", type=int, default=None,
-                        help="run the first N folds (default: every fold of the prepared dataset)")
     parser.add_argument("--iters", type=int, default=None,
-                        help="training iterations per fold (default: the solver's max_iter)")
+                        help="training iterations (default: the solver's max_iter)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="training batch size (default: the paper's 64)")
     parser.add_argument("--base-lr", type=float, default=None,
@@ -52,6 +47,23 @@ def parse_args(argv=None):
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
                         help="where run folders go (default: <repo>/runs)")
+
+
+def training_config(args):
+    """The training settings of a run's config.json."""
+    return {"net": args.net, "variant": args.variant, "iters": args.iters,
+            "batch_size": args.batch_size, "base_lr": args.base_lr, "stepsize": args.stepsize,
+            "weights": str(args.weights.resolve()) if args.weights else None}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path,
+                        help="prepared dataset folder (written by data_prep/prepare.py)")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="run the first N folds (default: every fold of the prepared dataset)")
+    add_training_arguments(parser)
     parser.add_argument("--name", default=None,
                         help="run folder name (default: <dataset>_<net>_<variant>)")
     return parser.parse_args(argv)
@@ -63,17 +75,10 @@ def run_config(args, manifest):
         "tool": "crossval",
         "data": str(args.data.resolve()),
         "dataset": manifest["dataset"],
-        "net": args.net,
-        "variant": args.variant,
         "num_classes": manifest["num_classes"],
         "image_size": manifest["image_size"],
-        "iters": args.iters,
-        "batch_size": args.batch_size,
-        "base_lr": args.base_lr,
-        "stepsize": args.stepsize,
-        "weights": str(args.weights.resolve()) if args.weights else None,
+        **training_config(args),
     }
-
 
 def solver_overrides(config):
     overrides = {}

@@ -8,7 +8,6 @@ without it was interrupted and restarts from scratch.
 """
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.caffe_env import caffe_binary, check_caffe_binary
+from tools.caffe_log import ITER_LOSS
 
 
 def write_json_atomic(path, data):
@@ -85,9 +85,6 @@ def start_fold(fold_dir, marker="result.json"):
     return True
 
 
-_ITERATION = re.compile(r"Iteration (\d+) \(.*?\), loss = ([-+.\deE]+\d|nan|inf)")
-
-
 def run_caffe_train(solver_path, log_path, weights=None, gpu=None, progress=None):
     """Run ``caffe train`` in its own process, its output kept in ``log_path``.
 
@@ -129,7 +126,7 @@ def _follow(proc, log_path, progress):
         # Only whole lines; a partial last line is read again next time.
         cut = chunk.rfind(b"\n") + 1
         position += cut
-        for match in _ITERATION.finditer(chunk[:cut].decode(errors="replace")):
+        for match in ITER_LOSS.finditer(chunk[:cut].decode(errors="replace")):
             iteration, loss = int(match.group(1)), float(match.group(2))
             if not np.isfinite(loss):
                 proc.kill()
