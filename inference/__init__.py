@@ -1,0 +1,1 @@
+"""Using a trained model: ONNX export and Caffe-free inference."""
