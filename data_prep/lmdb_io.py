@@ -74,13 +74,35 @@ def write_lmdb(path, records, commit_every=1000):
     return count
 
 
-def read_lmdb(path):
-    """Yield ``(key, image (C, H, W) uint8, label)`` from the LMDB at ``path``, in key order."""
+def _open_readonly(path):
     path = Path(path)
     if not (path / "data.mdb").is_file():
         raise FileNotFoundError(f"{path} is not an LMDB (no data.mdb)")
+    return lmdb.open(str(path), readonly=True, lock=False)
+
+
+def lmdb_keys(path):
+    """The keys of the LMDB at ``path``, in LMDB's (sorted) order."""
+    env = _open_readonly(path)
+    try:
+        with env.begin() as txn:
+            return [key.decode("ascii") for key in txn.cursor().iternext(keys=True, values=False)]
+    finally:
+        env.close()
+
+
+def lmdb_record_count(path):
+    env = _open_readonly(path)
+    try:
+        return env.stat()["entries"]
+    finally:
+        env.close()
+
+
+def read_lmdb(path):
+    """Yield ``(key, image (C, H, W) uint8, label)`` from the LMDB at ``path``, in key order."""
     caffe_pb2 = import_caffe().proto.caffe_pb2
-    env = lmdb.open(str(path), readonly=True, lock=False)
+    env = _open_readonly(path)
     try:
         with env.begin() as txn:
             for key, value in txn.cursor():

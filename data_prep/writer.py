@@ -1,25 +1,11 @@
-"""Writing one split of a prepared dataset folder (docs/architecture.md).
-
-<split>/train_lmdb   every crop of every train item, in a seeded shuffled order
-                     (Caffe's Data layer reads sequentially); keys
-                     "{position:08d}_{item:07d}_{crop:02d}" so that LMDB's
-                     sorted order is the shuffled order
-<split>/test_lmdb    keys "{item:07d}_{crop:02d}" (all crops of an item together)
-<split>/val_lmdb     as test, where the dataset has a validation set
-<split>/test_items.json, val_items.json
-                     [{"item", "keys", "label", "subject", "source"}, ...]
-"item" is the item's index in <out>/items.json (the prepared items).
-"""
+"""Writing one split of a prepared dataset folder, in the layout data_prep.prepared defines."""
 import json
 
 import numpy as np
 
 from data_prep.items import natural_key
 from data_prep.lmdb_io import write_lmdb
-
-
-def test_key(item, crop):
-    return f"{item:07d}_{crop:02d}"
+from data_prep.prepared import items_name, lmdb_name, test_key, train_key
 
 
 def train_order(items, crops, seed, split_number):
@@ -32,7 +18,7 @@ def train_order(items, crops, seed, split_number):
 def _records_train(store, labels, pairs, bar):
     for position, (item, crop) in enumerate(pairs):
         bar.update(1)
-        yield f"{position:08d}_{item:07d}_{crop:02d}", store[item, crop], labels[item]
+        yield train_key(position, item, crop), store[item, crop], labels[item]
 
 
 def _records_test(store, labels, items, crops, bar):
@@ -54,14 +40,14 @@ def write_split(folder, split, split_number, store, labels, subjects, sources, s
     folder.mkdir()
     pairs = train_order(split.train, crops, seed, split_number)
     summary = {"train": {"items": len(split.train),
-                         "records": write_lmdb(folder / "train_lmdb",
+                         "records": write_lmdb(folder / lmdb_name("train"),
                                                _records_train(store, labels, pairs, bar))}}
     for part in ("test", "val"):
         items = sorted(getattr(split, part))
         if part == "val" and not items:
             continue
-        records = write_lmdb(folder / f"{part}_lmdb", _records_test(store, labels, items, crops, bar))
-        (folder / f"{part}_items.json").write_text(
+        records = write_lmdb(folder / lmdb_name(part), _records_test(store, labels, items, crops, bar))
+        (folder / items_name(part)).write_text(
             json.dumps(item_entries(items, crops, labels, subjects, sources), indent=1) + "\n")
         summary[part] = {"items": len(items), "records": records}
     for part in summary:

@@ -1,14 +1,20 @@
-"""A tiny prepared dataset in the layout of docs/architecture.md, built directly
-(without data_prep/prepare.py) so that the tools' tests do not depend on the
-alignment pipeline: K subjects, 6 classes, each class a bright band at its own
-rows, 2 crops per image."""
+"""A tiny prepared dataset written by data_prep's own split writer (data_prep.writer), so the tools'
+tests read exactly the layout data_prep writes, without the alignment pipeline: K subjects, 6 classes,
+each class a bright band at its own rows, 2 crops per image."""
 import json
 
 import numpy as np
 
-from data_prep.lmdb_io import write_lmdb
+from data_prep.folds import Split
+from data_prep.prepared import ITEMS, MANIFEST, OFFICIAL_SPLIT, fold_name
+from data_prep.writer import write_split
 
 CLASSES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+
+
+class _NoBar:
+    def update(self, _):
+        pass
 
 
 def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=24, crops=2, seed=0,
@@ -16,44 +22,37 @@ def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=24
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True)
     band = size // len(CLASSES)
-    items = []
+    store, labels, item_subjects = [], [], []
     for subject in range(subjects):
         for label in range(len(CLASSES)):
             for _ in range(images_per_class):
-                crops_ = rng.integers(0, 90, (crops, size, size))
-                crops_[:, label * band:label * band + band - 1, :] += 140
-                items.append({"item": len(items), "label": label, "subject": f"S{subject:03d}",
-                              "crops": crops_.astype(np.uint8)})
-    def write_items(path, chosen):
-        path.write_text(json.dumps([
-            {"item": it["item"], "keys": [f"{it['item']:07d}_{c:02d}" for c in range(crops)],
-             "label": it["label"], "subject": it["subject"], "source": f"image{it['item']}.png"}
-            for it in chosen]))
+                image_crops = rng.integers(0, 90, (crops, size, size))
+                image_crops[:, label * band:label * band + band - 1, :] += 140
+                store.append(image_crops.astype(np.uint8))
+                labels.append(label)
+                item_subjects.append(f"S{subject:03d}")
+    store = np.stack(store)
+    sources = [f"image{i}.png" for i in range(len(labels))]
+    subject_number = [int(s[1:]) for s in item_subjects]
 
-    def write_split(split, train, tests):
-        split.mkdir()
-        records = [(it["crops"][c], it["label"]) for it in train for c in range(crops)]
-        order = rng.permutation(len(records))
-        write_lmdb(split / "train_lmdb",
-                   ((f"{rank:08d}", *records[i]) for rank, i in enumerate(order)))
-        for part, chosen in tests.items():
-            write_lmdb(split / f"{part}_lmdb", ((f"{it['item']:07d}_{c:02d}", it["crops"][c], it["label"])
-                                                for it in chosen for c in range(crops)))
-            write_items(split / f"{part}_items.json", chosen)
-        return {"train_records": len(records)}
-
-    splits = {}
     if official:
-        # FER2013's layout: Training / PublicTest (val) / PrivateTest (test).
-        usage = {it["item"]: ("train", "val", "test")[int(it["subject"][1:]) % 3] for it in items}
-        splits["official"] = write_split(out / "official", [it for it in items if usage[it["item"]] == "train"], {
-            part: [it for it in items if usage[it["item"]] == part] for part in ("val", "test")})
+        # FER2013's layout: Training / PublicTest (val) / PrivateTest (test), no subjects.
+        usage = [("train", "val", "test")[n % 3] for n in subject_number]
+        chosen = {part: [i for i, u in enumerate(usage) if u == part] for part in ("train", "val", "test")}
+        partitions = [(OFFICIAL_SPLIT, Split(OFFICIAL_SPLIT, **chosen))]
     else:
+        partitions = []
         for fold in range(folds):
-            test = [it for it in items if int(it["subject"][1:]) % folds == fold]
-            train = [it for it in items if int(it["subject"][1:]) % folds != fold]
-            splits[f"fold_{fold:02d}"] = write_split(out / f"fold_{fold:02d}", train, {"test": test})
-    (out / "manifest.json").write_text(json.dumps({
+            test = [i for i, n in enumerate(subject_number) if n % folds == fold]
+            train = [i for i, n in enumerate(subject_number) if n % folds != fold]
+            partitions.append((fold_name(fold), Split(fold_name(fold), train, test)))
+    splits = {name: write_split(out / name, split, number, store, labels, item_subjects, sources, seed,
+                                _NoBar())
+              for number, (name, split) in enumerate(partitions)}
+    (out / ITEMS).write_text(json.dumps([
+        {"source": source, "label": label, "subject": subject}
+        for source, label, subject in zip(sources, labels, item_subjects)]))
+    (out / MANIFEST).write_text(json.dumps({
         "dataset": dataset, "classes": list(CLASSES), "num_classes": len(CLASSES),
         "image_size": size, "channels": 1, "crops": crops, "seed": seed, "splits": splits}))
     return out

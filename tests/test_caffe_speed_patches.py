@@ -6,7 +6,7 @@ parallel with OpenMP. These tests check the installed Caffe's Convolution and
 PReLU layers, forward and every gradient, against independent numpy formulas,
 in the geometries the project's nets use and in the ones the batched path has
 to get right (padding, stride 2, groups, dilation, 1x1, several GEMM chunks).
-Caffe's own gtest suite for these layers runs in tools/bench_train's build
+Caffe's own gtest suite for these layers runs in benchmarks/bench_train's build
 instructions (docs/performance.md); these tests run in every CI run.
 """
 import numpy as np

@@ -12,7 +12,8 @@ import pytest
 
 from runtime.caffe_env import REPO_ROOT
 from tests.prepared_fixture import build_prepared_dataset
-from tools import crossdb, crossval, metrics, report
+from experiments import metrics, report
+from tools import crossdb, crossval
 
 ITERS = ["--iters", "40", "--batch-size", "16", "--base-lr", "0.01"]
 

@@ -4,8 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tools import metrics
-from tools.caffe_log import parse_caffe_log
+from experiments import metrics
+from experiments.caffe_log import parse_caffe_log
 
 
 def test_confusion_matrix_counts_each_pair():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from data_prep.face_template import load_template
-from tools.respond_ratio import log_terms, part_boxes, part_masks, respond_ratios
+from experiments.respond_ratio import log_terms, part_boxes, part_masks, respond_ratios
 
 
 def eq13_by_loops(z, weights, bias, mask):

@@ -2,25 +2,16 @@
 
     python tools/main_job.py [--out runs/main] [--iters 300] [--folds 3] [--variants softmax l2 l2_center]
 
-1. generate the synthetic, licence-free expression dataset and prepare it
-   (alignment, crops, gray-level normalisation, person-independent folds,
-   LMDBs) with data_prep/prepare.py;
-2. cross-validate the paper's toy network (Section 3.2) with each variant
-   under `caffe train` (tools/crossval.py);
-3. RespondRatio (Eq. 13) of each trained toy network (tools/respond_ratio.py);
-4. a Markdown report beside the paper's numbers (tools/report.py).
-
-Every step reuses what a previous run finished, so a second run only redoes
-what is missing. Prints where the report is.
+Generates and prepares the synthetic dataset, cross-validates the toy network
+with each variant under `caffe train`, computes RespondRatio (Eq. 13) and
+writes a Markdown report beside the paper's numbers (experiments/main_job.py).
+Every step reuses what a previous run finished. Prints where the report is.
 """
 import argparse
-import time
 from pathlib import Path
 
-from data_prep import prepare
+from experiments.main_job import MainJob, run_main_job
 from runtime.caffe_env import REPO_ROOT
-from tools import crossval, report, respond_ratio
-from tools.runs import read_json
 
 
 def parse_args(argv=None):
@@ -40,35 +31,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    started = time.time()
-    data_dir = args.out / "synthetic"
-    if (data_dir / "manifest.json").is_file():
-        print(f"[1/4] prepared dataset: reusing {data_dir}")
-    else:
-        print(f"[1/4] generating and preparing the synthetic dataset into {data_dir}")
-        args.out.mkdir(parents=True, exist_ok=True)
-        prepare.main(["--dataset", "synthetic", "--out", str(data_dir), "--folds", str(args.folds),
-                      "--synthetic-subjects", str(args.subjects),
-                      "--synthetic-images", str(args.images)])
-    manifest = read_json(data_dir / "manifest.json")
-
-    runs_dir = args.out / "runs"
-    run_dirs = []
-    for index, variant in enumerate(args.variants):
-        print(f"[2/4] cross-validation {index + 1}/{len(args.variants)}: toy net, {variant}")
-        crossval.main(["--data", str(data_dir), "--net", "toy", "--variant", variant,
-                       "--iters", str(args.iters), "--batch-size", str(args.batch_size),
-                       "--runs-dir", str(runs_dir)])
-        run_dirs.append(runs_dir / f"{manifest['dataset']}_toy_{variant}")
-
-    print("[3/4] RespondRatio (Eq. 13) of the trained toy networks")
-    respond_ratio.main([str(d) for d in run_dirs])
-
-    print("[4/4] report")
-    report.build_report(run_dirs, args.out / "report.md",
-                        title="Main job: toy network on the synthetic dataset")
-    print(f"done in {time.time() - started:.0f} s. Report: {args.out / 'report.md'}")
-    return args.out / "report.md"
+    return run_main_job(MainJob(out=args.out, folds=args.folds, subjects=args.subjects,
+                                images=args.images, iters=args.iters, batch_size=args.batch_size,
+                                variants=tuple(args.variants)))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from tools.metrics import mean_roc, normalized_confusion  # noqa: E402
+from experiments.metrics import mean_roc, normalized_confusion  # noqa: E402
 
 
 def plot_confusion(cm, class_names, path, title="Confusion matrix (%)"):

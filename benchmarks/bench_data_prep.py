@@ -1,6 +1,6 @@
 """Benchmark of data_prep's alignment: aligned faces per second.
 
-    python tools/bench_data_prep.py [--images 400] [--workers 2] [--size 227] [--crops 1]
+    python benchmarks/bench_data_prep.py [--images 400] [--workers 2] [--size 227] [--crops 1]
 
 Cases (written to a temporary folder as PNG files first, so decoding counts):
   photo-256   256x256 photos, the face (skimage's astronaut, public domain)

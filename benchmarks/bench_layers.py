@@ -1,6 +1,6 @@
 """Speed of the Python layers (caffe_layers/) beside one face-ResNet training iteration.
 
-    .venv/bin/python tools/bench_layers.py [--batch 64] [--dims 512 4096] [--repeats 20]
+    .venv/bin/python benchmarks/bench_layers.py [--batch 64] [--dims 512 4096] [--repeats 20]
                                             [--resnet-batch 64] [--resnet-repeats 3] [--no-save]
 
 For each layer and feature size D it times one forward + backward of that
@@ -242,7 +242,7 @@ def main(argv=None):
     if not args.no_save:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         if not args.results.exists():
-            args.results.write_text("# Python layer timings (tools/bench_layers.py)\n\n")
+            args.results.write_text("# Python layer timings (benchmarks/bench_layers.py)\n\n")
         with args.results.open("a") as out:
             out.write("\n" + table)
         print(f"appended to {args.results}")

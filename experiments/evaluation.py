@@ -6,30 +6,37 @@ trained with. Its Data layer reads the LMDB in key order; the last batch wraps
 around to the start, and the wrapped records are dropped.
 
 An image with several crops is predicted by the mean of the softmax over its
-crops (test keys are "{item:07d}_{crop:02d}"), then the arg-max.
+crops, then the arg-max.
 """
 from pathlib import Path
 
-import lmdb
 import numpy as np
 from google.protobuf import text_format
 
+from data_prep.lmdb_io import lmdb_keys
+from data_prep.prepared import parse_key
+from experiments import metrics
+from experiments.run_folder import PREDICTIONS, RESULT
+from nets.blocks import TEST
+from nets.build import phase_net
 from runtime.caffe_env import import_caffe
+from runtime.files import read_json, write_json_atomic
 
 
-def lmdb_keys(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            return [key.decode("ascii") for key in txn.cursor().iternext(keys=True, values=False)]
-    finally:
-        env.close()
+def _read_net(net_path):
+    caffe_pb2 = import_caffe().proto.caffe_pb2
+    return text_format.Parse(Path(net_path).read_text(), caffe_pb2.NetParameter())
 
 
 def _test_data_layer(net_param):
+    """The Data layer Caffe runs in the TEST phase (nets.build.phase_net owns the phase rules)."""
+    caffe_pb2 = import_caffe().proto.caffe_pb2
     for layer in net_param.layer:
-        in_test = (not layer.include) or any(rule.phase == 1 for rule in layer.include)
-        if layer.type == "Data" and in_test:
+        if layer.type != "Data":
+            continue
+        alone = caffe_pb2.NetParameter()
+        alone.layer.add().CopyFrom(layer)
+        if phase_net(alone, TEST).layer:
             return layer
     raise ValueError("the net has no TEST-phase Data layer")
 
@@ -43,8 +50,7 @@ def _logits_blob(net_param):
 
 def net_with_test_source(net_path, source, out_path):
     """Copy of a train/val net whose TEST Data layer reads ``source`` (for cross-database tests)."""
-    caffe_pb2 = import_caffe().proto.caffe_pb2
-    net_param = text_format.Parse(Path(net_path).read_text(), caffe_pb2.NetParameter())
+    net_param = _read_net(net_path)
     _test_data_layer(net_param).data_param.source = str(source)
     Path(out_path).write_text(text_format.MessageToString(net_param))
     return Path(out_path)
@@ -62,11 +68,9 @@ def predict_records(net_path, weights, gpu=None):
     Returns (keys, probabilities (N, K), labels (N,)).
     """
     caffe = import_caffe()
-    caffe_pb2 = caffe.proto.caffe_pb2
-    net_param = text_format.Parse(Path(net_path).read_text(), caffe_pb2.NetParameter())
-    data_layer = _test_data_layer(net_param)
+    net_param = _read_net(net_path)
+    keys = lmdb_keys(_test_data_layer(net_param).data_param.source)
     logits_name = _logits_blob(net_param)
-    keys = lmdb_keys(data_layer.data_param.source)
     if gpu is None:
         caffe.set_mode_cpu()
     else:
@@ -86,7 +90,7 @@ def predict_records(net_path, weights, gpu=None):
 
 def predict_items(keys, probabilities, labels):
     """Average the crops of each image: returns dict item -> (mean probabilities, label)."""
-    items = np.array([int(key.split("_")[0]) for key in keys])
+    items = np.array([parse_key(key)[0] for key in keys])
     order = np.argsort(items, kind="stable")
     items, probabilities, labels = items[order], probabilities[order], labels[order]
     unique, starts, counts = np.unique(items, return_index=True, return_counts=True)
@@ -97,3 +101,34 @@ def predict_items(keys, probabilities, labels):
         if np.any(labels[start:start + count] != labels[start]):
             raise ValueError(f"the crops of test item {item} carry different labels")
     return {int(item): (mean, int(label)) for item, mean, label in zip(unique, means, first_labels)}
+
+
+def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None, extra=None):
+    """Test ``snapshot`` on the TEST LMDB of ``net_path``; writes predictions.json, result.json.
+
+    An image's prediction is the arg-max of the mean softmax over its crops.
+    """
+    keys, probabilities, labels = predict_records(net_path, snapshot, gpu=gpu)
+    per_item = predict_items(keys, probabilities, labels)
+    test_items = {entry["item"]: entry for entry in read_json(test_items_path)}
+    predictions = []
+    for item, (mean_probs, label) in sorted(per_item.items()):
+        entry = test_items.get(item)
+        if entry is None or entry["label"] != label:
+            raise SystemExit(f"error: test item {item} of {net_path}'s test LMDB does not match "
+                             f"{test_items_path}")
+        predictions.append({"item": item, "label": label, "subject": entry["subject"],
+                            "source": entry["source"], "probabilities": mean_probs.tolist(),
+                            "prediction": int(np.argmax(mean_probs))})
+    if len(predictions) != len(test_items):
+        raise SystemExit(f"error: the test LMDB holds {len(predictions)} images but "
+                         f"{test_items_path} lists {len(test_items)}; the prepared dataset is "
+                         "inconsistent: prepare it again")
+    write_json_atomic(Path(out_dir) / PREDICTIONS, predictions)
+    cm = metrics.confusion_matrix([p["label"] for p in predictions],
+                                  [p["prediction"] for p in predictions], num_classes)
+    result = metrics.summary(cm)
+    result.update({"test_images": len(predictions), "test_records": len(keys),
+                   "snapshot": Path(snapshot).name, **(extra or {})})
+    write_json_atomic(Path(out_dir) / RESULT, result)
+    return result

@@ -6,7 +6,7 @@ SphereFace-20-style face ResNet and VGG-16 -- in Caffe and in PyTorch, and the
 machine's FMA peak as the ceiling. It prints a table and appends one CSV row
 per measurement to benchmarks/train.csv.
 
-    .venv/bin/python tools/bench_train.py --torch-python /path/to/bench-venv/bin/python
+    .venv/bin/python benchmarks/bench_train.py --torch-python /path/to/bench-venv/bin/python
 
 PyTorch is a benchmark-only dependency: give the interpreter of a separate
 virtual environment that has it (``pip install torch`` from the CPU wheel);

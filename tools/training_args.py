@@ -1,0 +1,31 @@
+"""The training options crossval.py and crossdb.py share, as command-line arguments."""
+from pathlib import Path
+
+from experiments.training import TrainingOptions
+from nets.experiment import NETS, VARIANTS
+from runtime.caffe_env import REPO_ROOT
+
+
+def add_training_arguments(parser):
+    parser.add_argument("--net", required=True, choices=sorted(NETS), help="network")
+    parser.add_argument("--variant", required=True, choices=sorted(VARIANTS),
+                        help="loss / regulariser variant (see docs/nets.md)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="training iterations (default: the solver's max_iter)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="training batch size (default: the paper's 64)")
+    parser.add_argument("--base-lr", type=float, default=None,
+                        help="base learning rate (default: the paper's 0.01)")
+    parser.add_argument("--stepsize", type=int, default=None,
+                        help="iterations between learning-rate steps (default: the paper's 4000)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="pretrained .caffemodel to fine-tune from (caffe train -weights)")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
+                        help="where run folders go (default: <repo>/runs)")
+
+
+def training_options(args):
+    return TrainingOptions(net=args.net, variant=args.variant, iters=args.iters,
+                           batch_size=args.batch_size, base_lr=args.base_lr, stepsize=args.stepsize,
+                           weights=args.weights)
