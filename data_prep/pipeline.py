@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from data_prep.alignment import (FaceAligner, crop_offsets, frame_to_box, known_points, normalise_gray,
                                  points_to_box, warp_crops)
+from data_prep.audit import image_figures
 from data_prep.face_template import Template
 
 ALIGN_MODES = ("landmarks", "none")
@@ -59,12 +60,17 @@ class PrepConfig:
 
 @dataclass
 class ItemResult:
-    """What became of one item: its crops (n, S, S) uint8 or the reason it was skipped."""
+    """What became of one item: its crops (n, S, S) uint8 or the reason it was skipped.
+
+    ``figures``: the audit's statistics of the image as read (data_prep/audit.py), measured here because
+    it is per-image work on the decoded image, which only the worker holds.
+    """
     index: int
     crops: Optional[np.ndarray] = None
     digest: Optional[str] = None
     alignment: Optional[str] = None
     skip_reason: Optional[str] = None
+    figures: Optional[np.ndarray] = None
 
 
 def decode_item(item):
@@ -136,7 +142,7 @@ def process_item(index, item, config):
                               skip_reason="no face found (--fallback skip)")
         to_box = points_to_box(points, config.template) if points is not None else frame_to_box(*image.shape)
     crops = warp_crops(image, to_box, crop_offsets(config.crops, config.crop_shift), config.size)
-    return ItemResult(index, normalise_gray(crops, config.gray), digest, kind)
+    return ItemResult(index, normalise_gray(crops, config.gray), digest, kind, figures=image_figures(image))
 
 
 def process_chunk(config, chunk):
@@ -168,6 +174,17 @@ def measure_chunk(landmark_settings, chunk):
             measured.append((index, None, None, "no face found"))
         else:
             measured.append((index, aligner.face_points(image, rect), rect, None))
+    return measured
+
+
+def audit_chunk(chunk):
+    """(index, audit figures or None, skip reason or None) per (index, item): the audit alone."""
+    measured = []
+    for index, item in chunk:
+        try:
+            measured.append((index, image_figures(decode_item(item)), None))
+        except ImageError as exc:
+            measured.append((index, None, str(exc)))
     return measured
 
 
