@@ -5,7 +5,11 @@
   Table 4 does;
 - one-vs-rest ROC curves from the softmax scores and their AUC, averaged over
   classes as in the paper's Fig. 8 (the mean ROC is the mean of the per-class
-  TPRs on a common FPR grid).
+  TPRs on a common FPR grid);
+- each class's ROC balance point, where sensitivity equals specificity, the
+  paper's reading of Table 4 ("the balance points ... on the ROC curve",
+  Section 3.3), averaged over classes. The arg-max one-vs-rest figures above
+  are kept beside it: they are one operating point, not the balance point.
 
 Plain numpy; no Caffe.
 """
@@ -80,6 +84,40 @@ def auc(fpr, tpr):
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
+def roc_balance_point(fpr, tpr):
+    """The point of an ROC curve where sensitivity (TPR) equals specificity (1 - FPR).
+
+    The curve is taken as piecewise linear between its points (as for the AUC).
+    Along it TPR + FPR grows strictly from 0 at (0, 0) to 2 at (1, 1), so it
+    crosses 1 exactly once; the crossing is interpolated linearly inside its
+    segment and the common value of sensitivity and specificity returned.
+    """
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    gap = tpr + fpr - 1.0  # sensitivity - specificity
+    if gap.size < 2 or gap[0] > 0 or gap[-1] < 0:
+        raise ValueError("an ROC curve must run from (0, 0) to (1, 1)")
+    end = int(np.argmax(gap >= 0))
+    if gap[end] == 0:
+        return float(tpr[end])
+    start = end - 1
+    t = -gap[start] / (gap[end] - gap[start])
+    return float(tpr[start] + t * (tpr[end] - tpr[start]))
+
+
+def balance_points(probabilities, labels):
+    """Per-class ROC balance points (None for a class with no positive or no negative sample)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    points = []
+    for k in range(probabilities.shape[1]):
+        positives = labels == k
+        if positives.all() or not positives.any():
+            points.append(None)
+            continue
+        points.append(roc_balance_point(*roc_curve(probabilities[:, k], positives)))
+    return points
+
+
 def mean_roc(probabilities, labels, grid_points=201):
     """One-vs-rest ROC per class from softmax scores, and their mean.
 
@@ -111,7 +149,14 @@ def mean_roc(probabilities, labels, grid_points=201):
 
 
 def summary(cm, probabilities=None, labels=None):
-    """The numbers the report prints, as plain Python values (JSON-ready)."""
+    """The numbers the report prints, as plain Python values (JSON-ready).
+
+    ``mean_sensitivity``/``mean_specificity`` (and their per-class lists) are
+    the arg-max one-vs-rest figures of the confusion matrix. With scores,
+    ``balance_sensitivity`` and ``balance_specificity`` are the class mean of
+    the ROC balance points (the paper's Table 4 measure; equal by
+    construction) and ``balance_point_per_class`` the per-class values.
+    """
     sens, spec = sensitivity_specificity(cm)
     result = {
         "accuracy": accuracy(cm),
@@ -125,4 +170,9 @@ def summary(cm, probabilities=None, labels=None):
         roc = mean_roc(probabilities, labels)
         result["mean_auc"] = roc["mean_auc"]
         result["auc_per_class"] = [None if c is None else c[2] for c in roc["per_class"]]
+        points = balance_points(probabilities, labels)
+        balance = float(np.mean([p for p in points if p is not None]))
+        result["balance_sensitivity"] = balance
+        result["balance_specificity"] = balance
+        result["balance_point_per_class"] = points
     return result

@@ -98,3 +98,78 @@ def test_parse_caffe_log_reads_losses_rates_and_tests():
     assert parsed["train"] == [(0, 2.1), (10, 0.15)]
     assert parsed["lr"] == [(0, 0.01)]
     assert parsed["test"] == [(0, {"accuracy": 0.125, "loss": 1.95})]
+
+
+def test_balance_point_of_separable_scores_is_one():
+    # ROC (0,0) -> (0,1) -> (1,1): the crossing of TPR = 1 - FPR is the corner.
+    scores = np.array([0.9, 0.8, 0.3, 0.1])
+    positives = np.array([1, 1, 0, 0], bool)
+    assert metrics.roc_balance_point(*metrics.roc_curve(scores, positives)) == 1.0
+
+
+def test_balance_point_on_a_curve_point():
+    # Ranked P N P N: ROC (0,0) (0,.5) (.5,.5) (.5,1) (1,1); (.5,.5) lies on TPR = 1 - FPR.
+    scores = np.array([0.9, 0.6, 0.4, 0.1])
+    positives = np.array([1, 0, 1, 0], bool)
+    assert metrics.roc_balance_point(*metrics.roc_curve(scores, positives)) == pytest.approx(0.5)
+
+
+def test_balance_point_interpolated_inside_a_segment():
+    # Ranked P P N P N N N: ROC (0,0) (0,1/3) (0,2/3) (1/4,2/3) (1/4,1) ... The segment
+    # (0,2/3)-(1/4,2/3) has TPR + FPR from 2/3 to 11/12, the next (1/4,2/3)-(1/4,1)
+    # from 11/12 to 5/4: crossing at FPR 1/4, TPR 3/4 -> balance 0.75.
+    scores = np.array([7, 6, 5, 4, 3, 2, 1], float)
+    positives = np.array([1, 1, 0, 1, 0, 0, 0], bool)
+    assert metrics.roc_balance_point(*metrics.roc_curve(scores, positives)) == pytest.approx(0.75)
+    # A crossing strictly inside a diagonal segment: positive and negative tied.
+    # Scores P .9, {P, N} .5, N .1: ROC (0,0) (0,.5) (.5,1) (1,1); on the tied segment
+    # TPR + FPR goes .5 -> 1.5, crossing halfway at (.25, .75).
+    scores = np.array([0.9, 0.5, 0.5, 0.1])
+    positives = np.array([1, 1, 0, 0], bool)
+    assert metrics.roc_balance_point(*metrics.roc_curve(scores, positives)) == pytest.approx(0.75)
+
+
+def test_balance_point_of_all_tied_scores_is_one_half():
+    scores = np.full(6, 0.3)
+    positives = np.array([1, 1, 0, 0, 0, 0], bool)
+    assert metrics.roc_balance_point(*metrics.roc_curve(scores, positives)) == pytest.approx(0.5)
+
+
+def test_balance_point_is_where_sensitivity_equals_specificity(rng):
+    scores = np.round(rng.random(300), 2)
+    positives = rng.random(300) < scores
+    fpr, tpr = metrics.roc_curve(scores, positives)
+    value = metrics.roc_balance_point(fpr, tpr)
+    # Independent check: (FPR, TPR) = (1 - value, value) lies on one of the curve's segments.
+    x, y = 1.0 - value, value
+    on_segment = [
+        min(fpr[i], fpr[i + 1]) - 1e-12 <= x <= max(fpr[i], fpr[i + 1]) + 1e-12
+        and min(tpr[i], tpr[i + 1]) - 1e-12 <= y <= max(tpr[i], tpr[i + 1]) + 1e-12
+        and abs((fpr[i + 1] - fpr[i]) * (y - tpr[i]) - (tpr[i + 1] - tpr[i]) * (x - fpr[i])) < 1e-12
+        for i in range(fpr.size - 1)]
+    assert any(on_segment)
+    assert 0.5 < value < 1.0  # informative, imperfect scores
+
+
+def test_summary_balance_point_differs_from_arg_max_figures():
+    # Three classes; class 2's scores rank its samples well but are never the arg-max,
+    # so its arg-max sensitivity is 0 while its ROC balance point is 1.
+    probabilities = np.array([[0.6, 0.1, 0.3],
+                              [0.5, 0.3, 0.2],
+                              [0.2, 0.7, 0.1],
+                              [0.3, 0.6, 0.1],
+                              [0.5, 0.1, 0.4],
+                              [0.1, 0.55, 0.35]])
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    cm = metrics.confusion_matrix(labels, probabilities.argmax(1), 3)
+    s = metrics.summary(cm, probabilities, labels)
+    # By hand: class 0 scores P .6 .5 vs N .2 .3 .5 .1 -> ROC (0,0) (0,.5) (.25,1) (1,1),
+    # the tie at .5 crossing at (1/6, 5/6); class 1 P .7 .6 vs N .1 .3 .1 .55 separable -> 1;
+    # class 2 P .4 .35 vs N .3 .2 .1 .1 separable -> 1.
+    assert s["balance_point_per_class"] == pytest.approx([5 / 6, 1.0, 1.0])
+    assert s["balance_sensitivity"] == s["balance_specificity"] == pytest.approx((5 / 6 + 2) / 3)
+    # Arg-max: predictions 0 0 1 1 0 1 -> class 2 never predicted.
+    assert s["sensitivity_per_class"] == pytest.approx([1.0, 1.0, 0.0])
+    assert s["mean_sensitivity"] == pytest.approx(2 / 3)
+    assert s["mean_sensitivity"] != pytest.approx(s["balance_sensitivity"])
+    assert "balance_sensitivity" not in metrics.summary(cm)
