@@ -13,8 +13,15 @@ from nets import blocks
 # The center-loss face ResNet: (stage, channels of its transition conv,
 # residual units after its pooling). conv1a/conv1b precede stage 2.
 RESNET_STAGES = ((2, 64, 1), (3, 128, 2), (4, 256, 5), (5, 512, 3))
-# The public model's input is 112x96, so its fc5 was trained on a 5x4 map.
+# The public model's input is 112x96 (height x width), so its fc5 was trained
+# on a 5x4 map (512 x 10240 weights).
+RESNET_PUBLIC_INPUT = (112, 96)
 RESNET_PUBLIC_FC5_MAP = (5, 4)
+# Input geometries of the face ResNet (docs/nets.md): "square" runs the whole
+# square LMDB image (112x112: the paper's hidden-unit count, fc5 renamed and
+# re-initialised); "public" cuts the middle 96 columns of a 112x112 image
+# inside the net, the public model's 112x96, so fc5 keeps its name and loads.
+GEOMETRIES = ("square", "public")
 # VGG-16: (block, channels, convolutions).
 VGG_BLOCKS = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
 VGG_PUBLIC_FC6_MAP = (7, 7)  # 224x224 input
@@ -54,7 +61,7 @@ def _check_size(net, input_size, side, minimum):
 
 
 def resnet_map_size(input_size):
-    """Side of the face ResNet's last map (res5_6) for a square input."""
+    """Side of the face ResNet's last map (res5_6) for an input side (height or width)."""
     side = _conv_out(_conv_out(input_size, 3), 3)      # conv1a, conv1b
     side = _pool_out(side)                               # pool1b
     for _ in ("conv2", "conv3", "conv4"):
@@ -73,13 +80,41 @@ def toy_map_size(input_size):
     return _conv_out(input_size, 9, stride=2)
 
 
-def renamed_if_mismatched(name, side, public_map):
+def renamed_if_mismatched(name, map_shape, public_map):
     """Keep a pretrained FC layer's name only where its weights fit; Caffe
     copies weights by layer name and aborts on a shape mismatch."""
-    return name if (side, side) == public_map else f"{name}_{side}x{side}"
+    height, width = map_shape
+    return name if (height, width) == tuple(public_map) else f"{name}_{height}x{width}"
 
 
-def toy_trunk(n, data, input_size):
+def check_geometry(net, geometry, input_size):
+    """Raise ValueError unless ``geometry`` is one ``net`` has at ``input_size``."""
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
+    if geometry == "public":
+        if net != "resnet":
+            raise ValueError(f"geometry 'public' is the face ResNet's 112x96; the {net} net has "
+                             "only 'square' (VGG-Face's own input is already the square 224x224)")
+        if input_size != RESNET_PUBLIC_INPUT[0]:
+            raise ValueError(f"geometry 'public' cuts 112x96 out of 112x112 images; input_size "
+                             f"must be 112, got {input_size} (prepare the data with --size 112)")
+
+
+def _public_resnet_crop(n, data):
+    """The middle 96 columns of the 112x112 input: the public model's 112x96."""
+    L, _ = blocks.caffe_layers()
+    height, width = RESNET_PUBLIC_INPUT
+    left = (height - width) // 2
+    n["data_left"], n[f"data_{height}x{width}"], n["data_right"] = L.Slice(
+        data, ntop=3, name=f"crop_{height}x{width}",
+        slice_param={"axis": 3, "slice_point": [left, left + width]})
+    # Unconsumed tops would become net outputs (printed every display, returned by
+    # pycaffe's forward): the Silence layer consumes the two side strips.
+    n["data_sides_unused"] = L.Silence(n["data_left"], n["data_right"], ntop=0)
+    return n[f"data_{height}x{width}"]
+
+
+def toy_trunk(n, data, input_size, geometry="square"):
     side = toy_map_size(input_size)
     _check_size("toy", input_size, side, 1)
     x = blocks.affine(n, "data_scaled", data, scale=FACE_RESNET_SCALE,
@@ -91,10 +126,14 @@ def toy_trunk(n, data, input_size):
                  conv_layer="conv1")
 
 
-def resnet_trunk(n, data, input_size):
+def resnet_trunk(n, data, input_size, geometry="square"):
     side = resnet_map_size(input_size)
     _check_size("resnet", input_size, side, 1)
+    map_shape = (side, side)
     L, _ = blocks.caffe_layers()
+    if geometry == "public":
+        data = _public_resnet_crop(n, data)
+        map_shape = tuple(resnet_map_size(length) for length in RESNET_PUBLIC_INPUT)
     x = blocks.affine(n, "data_scaled", data, scale=FACE_RESNET_SCALE,
                       shift=-FACE_RESNET_MEAN * FACE_RESNET_SCALE)
     n["data_3ch"] = L.Concat(x, x, x)  # gray replicated into the three colour channels
@@ -110,12 +149,12 @@ def resnet_trunk(n, data, input_size):
         for unit in range(1, units + 1):
             x = blocks.residual_unit(n, stage, unit, x, channels)
             hidden.append((f"res{stage}_{2 * unit}", x))
-    return Trunk(z=x, z_blob="res5_6", z_shape=(512, side, side), hidden=tuple(hidden),
-                 fc1_layer=renamed_if_mismatched("fc5", side, RESNET_PUBLIC_FC5_MAP),
+    return Trunk(z=x, z_blob="res5_6", z_shape=(512, *map_shape), hidden=tuple(hidden),
+                 fc1_layer=renamed_if_mismatched("fc5", map_shape, RESNET_PUBLIC_FC5_MAP),
                  fc1_outputs=512, fc1_relu=None, classifier_base="fc6")
 
 
-def vgg_trunk(n, data, input_size):
+def vgg_trunk(n, data, input_size, geometry="square"):
     side = vgg_map_size(input_size)
     _check_size("vgg", input_size, side, 1)
     L, _ = blocks.caffe_layers()
@@ -130,7 +169,7 @@ def vgg_trunk(n, data, input_size):
             x = blocks.relu(n, f"relu{block}_{index}", blocks.conv(n, name, x, width, 3, pad=1))
             hidden.append((name, x))
         x = blocks.max_pool(n, f"pool{block}", x)
-    fc6 = renamed_if_mismatched("fc6", side, VGG_PUBLIC_FC6_MAP)
+    fc6 = renamed_if_mismatched("fc6", (side, side), VGG_PUBLIC_FC6_MAP)
     z = blocks.relu(n, "relu6", blocks.inner_product(n, fc6, x, 4096))
     hidden.append((fc6, z))
     return Trunk(z=z, z_blob=fc6, z_shape=(4096,), hidden=tuple(hidden),

@@ -8,16 +8,56 @@ W = FC2's (the classifier's) weights. ``roles()`` names those blobs and layers.
 from dataclasses import dataclass
 
 from nets import blocks
-from nets.architectures import TRUNKS
-from nets.catalog import (DROPOUT_RATIO, LAMBDA_C, LAMBDA_FC, LAMBDA_WEIGHT, PRUNE_RATIO,
-                          WEIGHT_DECAY, check_net, check_variant)
+from nets.architectures import TRUNKS, check_geometry
+from nets.catalog import (CENTER_FILLER_STD, CENTER_LR_MULT, DROPOUT_RATIO, LAMBDA_C, LAMBDA_FC,
+                          LAMBDA_WEIGHT, PRUNE_RATIO, TRANSFERRED_LR_MULT, WEIGHT_DECAY,
+                          check_net, check_variant)
 from runtime.caffe_env import import_caffe
 
 DEFAULT_BATCH_SIZE = 64        # Section 3
 DEFAULT_TEST_BATCH_SIZE = 50
-# Caffe's weight decay is an L2 penalty; raising a layer's weight decay_mult by
-# lambda / weight_decay adds the weight-sparseness penalty lambda to it.
-WEIGHT_L2_DECAY_MULT = 1 + LAMBDA_WEIGHT / WEIGHT_DECAY
+# Layer types of the trunks that hold learnable blobs (transferred_lr_mult scales them).
+PARAMETER_LAYERS = ("Convolution", "InnerProduct", "PReLU")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Training options that change the generated nets (docs/nets.md, "Options").
+
+    weight_decay: the solver's weight decay; the weight-sparseness variants'
+      decay_mult is computed from it, so the penalty on V/W stays
+      weight_decay + LAMBDA_WEIGHT whatever the solver uses.
+    transferred_lr_mult: lr_mult of MI's (the trunk's) parameters relative to
+      MII (FC1, FC2): Eq. 8's mu_1 / mu_2.
+    center_lr_mult: lr_mult of the center-loss centers (alpha = lr * this).
+    center_filler_std: the centers' initialisation, 0 = zeros, else N(0, std^2).
+    geometry: the face ResNet's input geometry, "square" or "public" (112x96).
+    """
+    weight_decay: float = WEIGHT_DECAY
+    transferred_lr_mult: float = TRANSFERRED_LR_MULT
+    center_lr_mult: float = CENTER_LR_MULT
+    center_filler_std: float = CENTER_FILLER_STD
+    geometry: str = "square"
+
+    def __post_init__(self):
+        for name in ("weight_decay", "transferred_lr_mult", "center_lr_mult", "center_filler_std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def weight_l2_decay_mult(weight_decay):
+    """decay_mult that makes Caffe's L2 weight decay on a layer weight_decay + LAMBDA_WEIGHT.
+
+    Caffe's weight decay is an L2 penalty (weight_decay * decay_mult per layer), so
+    the weight-sparseness penalty lambda is added by raising the layer's multiplier.
+    """
+    if weight_decay <= 0:
+        raise ValueError(f"weight_decay {weight_decay} leaves no L2 weight decay to carry the "
+                         f"weight-sparseness penalty {LAMBDA_WEIGHT} (decay_mult = 1 + "
+                         "lambda / weight_decay); use a positive weight_decay for the W-L2, "
+                         "V-L2 and V-W-L2 variants")
+    return 1 + LAMBDA_WEIGHT / weight_decay
 
 
 @dataclass(frozen=True)
@@ -35,6 +75,7 @@ class NetRoles:
     logits_blob: str
     hidden_blobs: tuple    # the hidden layers of the ^{H,S} / ^{H,D} variants (ends in z, x)
     conv_layer: str        # the toy net's convolution (its top is z); None for the others
+    geometry: str = "square"  # the face ResNet's input geometry (architectures.GEOMETRIES)
 
 
 def _defaults(net, num_classes, input_size):
@@ -52,12 +93,12 @@ def _classifier_name(trunk, num_classes):
     return f"{trunk.classifier_base}_{num_classes}cls"
 
 
-def _fc(n, name, bottom, num_output, variant, role):
+def _fc(n, name, bottom, num_output, variant, role, options):
     """FC1 (role "V") or FC2 (role "W") as the variant wants it."""
     if variant.pruning is not None and variant.pruning.target == role:
         return blocks.masked_inner_product(n, name, bottom, num_output, PRUNE_RATIO,
                                            variant.pruning.penalty, LAMBDA_WEIGHT)
-    decay_mult = WEIGHT_L2_DECAY_MULT if role in variant.weight_l2 else 1
+    decay_mult = weight_l2_decay_mult(options.weight_decay) if role in variant.weight_l2 else 1
     return blocks.inner_product(n, name, bottom, num_output, weight_decay_mult=decay_mult)
 
 
@@ -79,6 +120,15 @@ def _l2_normalize(n, name, bottom, l2norm):
     return n[name]
 
 
+def _center_loss(n, name, x, label, num_classes, options):
+    settings = {"num_classes": num_classes}
+    if options.center_filler_std:  # the layer's default (zeros) is left implicit
+        settings["center_filler_std"] = options.center_filler_std
+    return blocks.python_layer("center_loss", "CenterLoss", name, [x, label], settings,
+                               loss_weight=LAMBDA_C,
+                               param=[{"lr_mult": options.center_lr_mult, "decay_mult": 0}])
+
+
 def _sparseness_bottoms(sparseness, trunk, x_blob, x):
     if sparseness.where == "x":
         tops = [x]
@@ -90,19 +140,36 @@ def _sparseness_bottoms(sparseness, trunk, x_blob, x):
     return tops, [coefficient] * len(tops)
 
 
-def _build(net, variant_name, num_classes, input_size, data, label):
+def _scale_learning_rates(net_param, layer_names, lr_mult):
+    """Multiply the lr_mult of every parameter of the named layers by ``lr_mult``."""
+    if lr_mult == 1:
+        return
+    for layer in net_param.layer:
+        if layer.name not in layer_names or layer.type not in PARAMETER_LAYERS:
+            continue
+        if not layer.param:  # PReLU: one blob (the slopes), Caffe's defaults otherwise
+            layer.param.add()
+        for spec in layer.param:
+            spec.lr_mult = spec.lr_mult * lr_mult
+
+
+def _build(net, variant_name, num_classes, input_size, data, label, options):
     """Trunk, FC head and losses on top of the given data/label tops.
 
-    Returns (NetSpec, trunk, roles)."""
+    Returns (NetParameter, roles)."""
     variant = check_variant(variant_name)
+    check_geometry(net, options.geometry, input_size)
     caffe = import_caffe()
     L, _ = blocks.caffe_layers()
     n = caffe.NetSpec()
     n.data, n.label = data, label
-    trunk = TRUNKS[net](n, blocks.input_size_check(n, n.data, input_size), input_size)
+    before_trunk = set(n.tops)
+    trunk = TRUNKS[net](n, blocks.input_size_check(n, n.data, input_size), input_size,
+                        options.geometry)
+    trunk_layers = set(n.tops) - before_trunk  # MI: the transferred part of Eq. 8
 
     fc1_input = _dropout(n, f"{trunk.z_blob}_drop", trunk.z) if variant.dropout else trunk.z
-    x = _fc(n, trunk.fc1_layer, fc1_input, trunk.fc1_outputs, variant, "V")
+    x = _fc(n, trunk.fc1_layer, fc1_input, trunk.fc1_outputs, variant, "V", options)
     if trunk.fc1_relu:
         x = blocks.relu(n, trunk.fc1_relu, x)
     x_blob = trunk.fc1_layer
@@ -112,7 +179,7 @@ def _build(net, variant_name, num_classes, input_size, data, label):
     if variant.l2norm is not None:
         classifier_input = _l2_normalize(n, f"{x_blob}_norm", x, variant.l2norm)
     classifier = _classifier_name(trunk, num_classes)
-    logits = _fc(n, classifier, classifier_input, num_classes, variant, "W")
+    logits = _fc(n, classifier, classifier_input, num_classes, variant, "W", options)
 
     n.loss = L.SoftmaxWithLoss(logits, n.label)
     n.accuracy = L.Accuracy(logits, n.label, include={"phase": blocks.TEST})
@@ -123,10 +190,10 @@ def _build(net, variant_name, num_classes, input_size, data, label):
             {"p": variant.sparseness.p, "coefficients": coefficients, "normalize": "batch"},
             loss_weight=LAMBDA_FC)
     if variant.center:
-        n.center_loss = blocks.python_layer(
-            "center_loss", "CenterLoss", f"center_loss_{num_classes}cls", [x, n.label],
-            {"num_classes": num_classes}, loss_weight=LAMBDA_C,
-            param=[{"lr_mult": 1, "decay_mult": 0}])
+        n.center_loss = _center_loss(n, f"center_loss_{num_classes}cls", x, n.label,
+                                     num_classes, options)
+    proto = n.to_proto()
+    _scale_learning_rates(proto, trunk_layers, options.transferred_lr_mult)
 
     roles = NetRoles(
         net=net, num_classes=num_classes, input_size=input_size,
@@ -134,26 +201,25 @@ def _build(net, variant_name, num_classes, input_size, data, label):
         fc1_layer=trunk.fc1_layer, x_blob=x_blob, classifier_layer=classifier,
         logits_blob=classifier,
         hidden_blobs=tuple(name for name, _ in trunk.hidden) + (x_blob,),
-        conv_layer=trunk.conv_layer)
-    return n, roles
+        conv_layer=trunk.conv_layer, geometry=options.geometry)
+    return proto, roles
 
 
-def roles(net, num_classes=None, input_size=None):
-    """The NetRoles of ``net`` at this class count and input size (any variant)."""
-    num_classes, input_size = _defaults(net, num_classes, input_size)
-    L, _ = blocks.caffe_layers()
-    data, label = L.Input(ntop=2)
-    return _build(net, "softmax", num_classes, input_size, data, label)[1]
+@dataclass(frozen=True)
+class ExperimentNets:
+    """One experiment's nets from a single build: the deploy net is derived from train_val."""
+    train_val: object  # caffe_pb2.NetParameter
+    deploy: object     # caffe_pb2.NetParameter
+    roles: NetRoles
 
 
-def train_val_net(net, variant, num_classes=None, train_source=None, test_source=None,
-                  input_size=None, batch_size=None, test_batch_size=None):
-    """The train/val NetParameter: LMDB Data layers for TRAIN and TEST.
+def _options(options):
+    return options if isinstance(options, BuildOptions) else BuildOptions(**options)
 
-    Defaults (None) come from nets.catalog.NETS[net] and the paper's batch 64.
-    Sources are written as given: relative paths resolve against the directory
-    ``caffe`` runs in (the repo root for the committed nets).
-    """
+
+def _train_val(net, variant, num_classes, train_source, test_source, input_size, batch_size,
+               test_batch_size, options):
+    """(train/val NetParameter, NetRoles) from one build."""
     info = check_net(net)
     num_classes, input_size = _defaults(net, num_classes, input_size)
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
@@ -161,8 +227,7 @@ def train_val_net(net, variant, num_classes=None, train_source=None, test_source
     train_source = info.train_source if train_source is None else train_source
     test_source = info.test_source if test_source is None else test_source
     data, label = blocks.data_layer(train_source, batch_size, blocks.TRAIN)
-    spec, _ = _build(net, variant, num_classes, input_size, data, label)
-    proto = spec.to_proto()
+    proto, net_roles = _build(net, variant, num_classes, input_size, data, label, options)
 
     caffe = import_caffe()
     test_spec = caffe.NetSpec()
@@ -171,7 +236,43 @@ def train_val_net(net, variant, num_classes=None, train_source=None, test_source
     layers = [proto.layer[0], test_spec.to_proto().layer[0]] + list(proto.layer[1:])
     result = caffe.proto.caffe_pb2.NetParameter(name=f"{net}_{variant}")
     result.layer.extend(layers)
-    return result
+    return result, net_roles
+
+
+def experiment_nets(net, variant, num_classes=None, train_source=None, test_source=None,
+                    input_size=None, batch_size=None, test_batch_size=None, deploy_batch_size=1,
+                    **options):
+    """The train/val net, the deploy net derived from it, and their roles, built once.
+
+    Arguments as ``train_val_net``; ``options`` are BuildOptions fields.
+    """
+    train_val, net_roles = _train_val(net, variant, num_classes, train_source, test_source,
+                                      input_size, batch_size, test_batch_size, _options(options))
+    deploy = deploy_from_test(train_val, net_roles.logits_blob, net_roles.input_size,
+                              batch_size=deploy_batch_size)
+    return ExperimentNets(train_val=train_val, deploy=deploy, roles=net_roles)
+
+
+def roles(net, num_classes=None, input_size=None, **options):
+    """The NetRoles of ``net`` at this class count and input size (any variant)."""
+    num_classes, input_size = _defaults(net, num_classes, input_size)
+    L, _ = blocks.caffe_layers()
+    data, label = L.Input(ntop=2)
+    return _build(net, "softmax", num_classes, input_size, data, label, _options(options))[1]
+
+
+def train_val_net(net, variant, num_classes=None, train_source=None, test_source=None,
+                  input_size=None, batch_size=None, test_batch_size=None, **options):
+    """The train/val NetParameter: LMDB Data layers for TRAIN and TEST.
+
+    Defaults (None) come from nets.catalog.NETS[net] and the paper's batch 64.
+    Sources are written as given: relative paths resolve against the directory
+    ``caffe`` runs in (the repo root for the committed nets). ``options`` are
+    BuildOptions fields (weight_decay, transferred_lr_mult, center_lr_mult,
+    center_filler_std, geometry).
+    """
+    return _train_val(net, variant, num_classes, train_source, test_source, input_size,
+                      batch_size, test_batch_size, _options(options))[0]
 
 
 def phase_net(net_param, phase):
@@ -214,10 +315,8 @@ def deploy_from_test(net_param, logits_blob, input_size, batch_size=1):
     return deploy
 
 
-def deploy_net(net, variant, num_classes=None, input_size=None, batch_size=1):
+def deploy_net(net, variant, num_classes=None, input_size=None, batch_size=1, **options):
     """The deploy NetParameter: Input ``data`` (batch, 1, S, S) -> ... -> ``prob``."""
-    train_val = train_val_net(net, variant, num_classes=num_classes, input_size=input_size,
-                              train_source="unused", test_source="unused")
-    net_roles = roles(net, num_classes, input_size)
-    return deploy_from_test(train_val, net_roles.logits_blob, net_roles.input_size,
-                            batch_size=batch_size)
+    return experiment_nets(net, variant, num_classes=num_classes, input_size=input_size,
+                           train_source="unused", test_source="unused",
+                           deploy_batch_size=batch_size, **options).deploy

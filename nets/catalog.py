@@ -10,10 +10,20 @@ from dataclasses import dataclass
 LAMBDA_FC = 1e-5        # feature sparseness, lambda_FC1 = lambda_FC2
 LAMBDA_C = 8e-3         # center loss
 LAMBDA_WEIGHT = 1e-5    # weight sparseness (W-L2, V-L2, V-W-L2) and the c.p. penalty
-WEIGHT_DECAY = 5e-4     # the solver's weight decay
+WEIGHT_DECAY = 5e-4     # the solver's weight decay (Section 3); the one place it is set
 PRUNE_RATIO = 0.3       # c.p.: 30 % of the connections removed, as [26] suggests
 DROPOUT_RATIO = 0.5     # Table 6: p = 0.5 on the inputs of the last two FC layers
 L2NORM_ADAPTIVE_INIT = 1.0  # geometric mean of the paper's two fixed alphas (2, 0.5)
+# Eq. 8's two learning rates mu_1 (MI, the transferred trunk) and mu_2 (MII, FC1
+# and FC2), as the ratio mu_1 / mu_2 = the lr_mult of MI's layers. The paper
+# gives neither value, so both parts learn at the solver's rate (ratio 1).
+TRANSFERRED_LR_MULT = 1.0
+# Center loss: the centers' lr_mult, so their update rate is alpha = lr * this
+# (Wen et al.'s released solver files: lr_mult 1, centers follow the solver's
+# rate; their paper reports alpha = 0.5, i.e. 50 at base_lr 0.01), and the
+# std of their gaussian initialisation (0 = all zeros, as Wen et al.'s layer).
+CENTER_LR_MULT = 1.0
+CENTER_FILLER_STD = 0.0
 
 
 @dataclass(frozen=True)

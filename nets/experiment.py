@@ -3,18 +3,20 @@
 ``committed_files()`` renders everything under prototxt/ (paths relative to the
 repo root, where users run ``caffe``); ``write_experiment()`` writes one
 experiment into a run folder with the paths it is given (tools pass absolute
-ones) and creates the snapshot folder, which ``caffe train`` does not.
+ones) and creates the snapshot folder, which ``caffe train`` does not. Each
+experiment's nets are built once (the deploy net derived from train/val) and
+its solver is made once.
 """
+import dataclasses
 import math
-import os
 from pathlib import Path
 
-import lmdb
 from google.protobuf import text_format
 
-from nets.build import DEFAULT_TEST_BATCH_SIZE, deploy_net, roles, train_val_net
+from nets.build import BuildOptions, DEFAULT_TEST_BATCH_SIZE, experiment_nets
 from nets.catalog import NETS, VARIANTS, check_net, check_variant
-from nets.solvers import DEFAULT_TEST_ITER, solver
+from nets.solvers import DEFAULT_TEST_ITER, PAPER_SOLVER, solver
+from runtime.files import write_text_atomic
 
 COMMITTED_DIR = "prototxt"   # relative to the repo root
 RUNS_DIR = "runs"
@@ -34,27 +36,23 @@ def render(message, comments=()):
     return f"{GENERATED_BY}\n{header}{text_format.MessageToString(message)}"
 
 
-def _net_comments(net, variant, num_classes, input_size):
+def _net_comments(net, variant, net_roles):
     v = VARIANTS[variant]
     return [f"{net} / {variant}: {v.description}",
             f"paper: {'; '.join(v.paper)}",
-            f"{num_classes} classes; input 1x{input_size}x{input_size} gray, raw 0-255"]
+            f"{net_roles.num_classes} classes; input 1x{net_roles.input_size}x"
+            f"{net_roles.input_size} gray, raw 0-255"]
 
 
-def _render_experiment(net, variant, net_kwargs, solver_path_fields, solver_kwargs):
-    rendered_roles = roles(net, net_kwargs.get("num_classes"), net_kwargs.get("input_size"))
-    comments = _net_comments(net, variant, rendered_roles.num_classes, rendered_roles.input_size)
-    train_val = train_val_net(net, variant, **net_kwargs)
-    deploy = deploy_net(net, variant, num_classes=net_kwargs.get("num_classes"),
-                        input_size=net_kwargs.get("input_size"))
-    solver_param = solver(solver_path_fields["net"], solver_path_fields["snapshot_prefix"],
-                          **solver_kwargs)
+def _render_experiment(net, variant, nets, solver_param, solver_comments=()):
+    """{file name: text} of one experiment from its built nets and solver."""
+    comments = _net_comments(net, variant, nets.roles)
     names = file_names(net, variant)
     return {
-        names["train_val"]: render(train_val, comments),
-        names["deploy"]: render(deploy, comments),
-        names["solver"]: render(solver_param, [f"{net} / {variant}: {VARIANTS[variant].description}"]
-                                + solver_path_fields.get("comments", [])),
+        names["train_val"]: render(nets.train_val, comments),
+        names["deploy"]: render(nets.deploy, comments),
+        names["solver"]: render(solver_param, [f"{net} / {variant}: {VARIANTS[variant].description}",
+                                               *solver_comments]),
     }
 
 
@@ -65,40 +63,46 @@ def committed_files():
         for variant in VARIANTS:
             names = file_names(net, variant)
             stem = f"{net}_{variant}"
-            files.update(_render_experiment(net, variant, {}, {
-                "net": f"{COMMITTED_DIR}/{names['train_val']}",
-                "snapshot_prefix": f"{RUNS_DIR}/{stem}/{stem}",
-                "comments": [f"run from the repo root: mkdir -p {RUNS_DIR}/{stem} && "
-                             f"caffe train -solver {COMMITTED_DIR}/{names['solver']} "
-                             "[-weights PRETRAINED] [-gpu 0]"]}, {}))
+            solver_param = solver(f"{COMMITTED_DIR}/{names['train_val']}",
+                                  f"{RUNS_DIR}/{stem}/{stem}")
+            files.update(_render_experiment(net, variant, experiment_nets(net, variant),
+                                            solver_param, [
+                f"run from the repo root: caffe train -solver {COMMITTED_DIR}/{names['solver']} "
+                "[-weights PRETRAINED] [-gpu 0]",
+                f"(.venv/bin/caffe checks the data and creates {RUNS_DIR}/{stem}/; "
+                f"another caffe needs mkdir -p {RUNS_DIR}/{stem} first)"]))
     return files
 
 
-def write_text_atomic(path, text):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def lmdb_record_count(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    try:
-        return env.stat()["entries"]
-    finally:
-        env.close()
+def test_iterations(test_records, test_batch_size=None):
+    """test_iter for one pass over ``test_records`` records; DEFAULT_TEST_ITER when None."""
+    if test_records is None:
+        return DEFAULT_TEST_ITER
+    if isinstance(test_records, bool) or not isinstance(test_records, int) or test_records < 1:
+        raise ValueError(f"test_records must be a positive record count (manifest.json's), "
+                         f"got {test_records!r}")
+    return max(1, math.ceil(test_records / (test_batch_size or DEFAULT_TEST_BATCH_SIZE)))
 
 
 def write_experiment(folder, net, variant, num_classes=None, train_source=None, test_source=None,
                      input_size=None, batch_size=None, test_batch_size=None, snapshot_prefix=None,
-                     test_iter=None, **solver_overrides):
+                     test_iter=None, test_records=None, transferred_lr_mult=None,
+                     center_lr_mult=None, center_filler_std=None, geometry=None,
+                     **solver_overrides):
     """Write ``<net>_<variant>_{train_val,deploy,solver}.prototxt`` into ``folder``.
 
     The solver points at the train/val net by absolute path. test_iter=None:
-    one pass over the test LMDB when it exists (its records counted), else
+    one pass over the TEST phase's ``test_records`` records (the caller reads
+    the count from the prepared dataset's manifest.json), else
     nets.solvers.DEFAULT_TEST_ITER. snapshot_prefix defaults to
-    ``<folder>/<net>_<variant>``; its folder is created. solver_overrides are
-    SolverParameter fields (max_iter, base_lr, stepsize, ...).
+    ``<folder>/<net>_<variant>``; its folder is created. Net options
+    (None = nets.catalog's default): transferred_lr_mult (Eq. 8's mu_1/mu_2,
+    lr_mult of the trunk MI), center_lr_mult and center_filler_std (the
+    center-loss centers' update rate and initialisation), geometry ("square"
+    or the face ResNet's "public" 112x96). solver_overrides are
+    SolverParameter fields (max_iter, base_lr, stepsize, weight_decay, ...);
+    a weight_decay override also sets the weight-sparseness decay_mult, so
+    the penalty on V/W stays weight_decay + 1e-5.
     Returns {"train_val", "deploy", "solver": Path, "max_iter", "test_iter": int,
     "roles": NetRoles}.
     """
@@ -107,25 +111,22 @@ def write_experiment(folder, net, variant, num_classes=None, train_source=None, 
     folder = Path(folder).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     names = file_names(net, variant)
-    net_kwargs = {"num_classes": num_classes, "train_source": train_source,
-                  "test_source": test_source, "input_size": input_size,
-                  "batch_size": batch_size, "test_batch_size": test_batch_size}
-    net_kwargs = {key: value for key, value in net_kwargs.items() if value is not None}
+    given = {"transferred_lr_mult": transferred_lr_mult, "center_lr_mult": center_lr_mult,
+             "center_filler_std": center_filler_std, "geometry": geometry}
+    options = BuildOptions(weight_decay=solver_overrides.get("weight_decay",
+                                                             PAPER_SOLVER["weight_decay"]),
+                           **{key: value for key, value in given.items() if value is not None})
+    nets = experiment_nets(net, variant, num_classes=num_classes, train_source=train_source,
+                           test_source=test_source, input_size=input_size, batch_size=batch_size,
+                           test_batch_size=test_batch_size, **dataclasses.asdict(options))
     if test_iter is None:
-        test_iter = DEFAULT_TEST_ITER
-        if test_source is not None and (Path(test_source) / "data.mdb").is_file():
-            records = lmdb_record_count(test_source)
-            test_iter = max(1, math.ceil(records / (test_batch_size or DEFAULT_TEST_BATCH_SIZE)))
+        test_iter = test_iterations(test_records, test_batch_size)
     snapshot_prefix = Path(snapshot_prefix) if snapshot_prefix else folder / f"{net}_{variant}"
     snapshot_prefix.parent.mkdir(parents=True, exist_ok=True)
-    solver_kwargs = dict(solver_overrides, test_iter=test_iter)
-    files = _render_experiment(net, variant, net_kwargs, {
-        "net": str(folder / names["train_val"]), "snapshot_prefix": str(snapshot_prefix)},
-        solver_kwargs)
-    for name, text in files.items():
+    solver_param = solver(folder / names["train_val"], snapshot_prefix,
+                          **dict(solver_overrides, test_iter=test_iter))
+    for name, text in _render_experiment(net, variant, nets, solver_param).items():
         write_text_atomic(folder / name, text)
-    written = solver(folder / names["train_val"], snapshot_prefix, **solver_kwargs)
     return {"train_val": folder / names["train_val"], "deploy": folder / names["deploy"],
-            "solver": folder / names["solver"], "max_iter": written.max_iter,
-            "test_iter": written.test_iter[0],
-            "roles": roles(net, num_classes, input_size)}
+            "solver": folder / names["solver"], "max_iter": solver_param.max_iter,
+            "test_iter": solver_param.test_iter[0], "roles": nets.roles}

@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from nets.experiment import COMMITTED_DIR, committed_files, write_text_atomic
+from nets.experiment import COMMITTED_DIR, committed_files
 from runtime.caffe_env import REPO_ROOT
+from runtime.files import write_text_atomic
 
 
 def compare(out_dir, files):

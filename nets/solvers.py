@@ -4,13 +4,14 @@ The batch size (64) is the Data layer's, in the net. The paper does not give
 gamma (Caffe's usual 0.1 is used), the iteration count, the test schedule or
 the seed; their defaults here are documented in docs/nets.md.
 """
+from nets.catalog import WEIGHT_DECAY
 from runtime.caffe_env import import_caffe
 
 PAPER_SOLVER = {
     "type": "SGD",
     "base_lr": 1e-2,
     "momentum": 0.9,
-    "weight_decay": 5e-4,
+    "weight_decay": WEIGHT_DECAY,
     "lr_policy": "step",
     "stepsize": 4000,
     "gamma": 0.1,

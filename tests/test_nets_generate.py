@@ -1,11 +1,9 @@
 """prototxt/ is exactly what nets/ generates; the Python API other tools call."""
 import math
 
-import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from data_prep.lmdb_io import write_lmdb
 from nets import (NETS, VARIANTS, deploy_net, file_names, roles, solver, train_val_net,
                   write_experiment)
 from nets.experiment import committed_files
@@ -106,15 +104,14 @@ def test_solver_overrides_and_paper_values():
     assert param.momentum == pytest.approx(0.9) and param.stepsize == 4000
 
 
-def test_write_experiment_for_a_run_folder(caffe, tmp_path, rng):
-    records = [(f"{i:07d}_00", rng.integers(0, 255, (48, 48)).astype(np.uint8), i % 6)
-               for i in range(23)]
-    write_lmdb(tmp_path / "test_lmdb", records)
+def test_write_experiment_for_a_run_folder(caffe, tmp_path):
     fold = tmp_path / "run" / "fold_00"
+    # 23 test records (the caller's count from manifest.json) at batch 5: 5 test iterations.
     paths = write_experiment(fold, "toy", "l2_center", num_classes=6,
                              train_source=tmp_path / "train_lmdb",
                              test_source=tmp_path / "test_lmdb", test_batch_size=5,
-                             snapshot_prefix=fold / "snaps" / "snapshot", max_iter=40)
+                             test_records=23, snapshot_prefix=fold / "snaps" / "snapshot",
+                             max_iter=40)
     names = file_names("toy", "l2_center")
     assert paths["train_val"] == fold / names["train_val"] and paths["solver"].is_file()
     assert paths["deploy"].is_file() and (fold / "snaps").is_dir()
