@@ -189,6 +189,11 @@ class FaceAligner:
 
     def detect(self, gray):
         """Largest face rectangle (left, top, right, bottom) in image pixels, or None."""
+        rects = self.detect_all(gray)
+        return rects[0] if rects else None
+
+    def detect_all(self, gray):
+        """Every face rectangle (left, top, right, bottom) in image pixels, largest first; [] if none."""
         height, width = gray.shape
         shorter = min(height, width)
         scale = 1.0
@@ -203,10 +208,9 @@ class FaceAligner:
         rects = self._detector(gray, upsample)
         if not rects and shorter * 2 ** (upsample + 1) <= 1024:
             rects = self._detector(gray, upsample + 1)
-        if not rects:
-            return None
-        best = max(rects, key=lambda r: r.width() * r.height())
-        return tuple(v / scale for v in (best.left(), best.top(), best.right(), best.bottom()))
+        # sorted() is stable: among equal areas the detector's order stays, as max() picked the first
+        rects = sorted(rects, key=lambda r: r.width() * r.height(), reverse=True)
+        return [tuple(v / scale for v in (r.left(), r.top(), r.right(), r.bottom())) for r in rects]
 
     def landmarks(self, gray, rect):
         """The predictor's points (n, 2) inside ``rect`` (left, top, right, bottom)."""
