@@ -97,13 +97,14 @@ def group_summary(figures):
 def audit_parts(parts, labels, class_names, figures):
     """Audit of one split. ``parts``: {"train": item indices, ...}; ``labels``, ``figures``: per item.
 
-    Returns {part: {"all": summary, "per_class": {class: summary}}} for the parts that have items.
+    Returns {part: {"all": summary, "per_class": {class: summary}}} for the parts that have items
+    (train, val, test first; a database without an official split is audited as one part, "all").
     """
     labels = np.asarray(labels)
     figures = np.asarray(figures, np.float64).reshape(-1, len(FIGURES))
     audited = {}
-    for part in PARTS:
-        indices = np.asarray(sorted(parts.get(part) or ()), np.int64)
+    for part in [p for p in PARTS if p in parts] + [p for p in parts if p not in PARTS]:
+        indices = np.asarray(sorted(parts[part] or ()), np.int64)
         if not len(indices):
             continue
         per_class = {}
@@ -115,13 +116,16 @@ def audit_parts(parts, labels, class_names, figures):
     return audited
 
 
-def check(splits):
-    """Warnings for ``splits`` = {split name: audit_parts(...)}: a list of dicts with a "message"."""
+def check(splits, upscaling=True):
+    """Warnings for ``splits`` = {split name: audit_parts(...)}: a list of dicts with a "message".
+
+    ``upscaling`` False: no upscaling check (figures measured on resampled crops, not the originals).
+    """
     warnings = []
     for split, parts in splits.items():
         warnings += _check_train_vs_others(split, parts)
         for part, audited in parts.items():
-            warnings += _check_classes(split, part, audited["per_class"])
+            warnings += _check_classes(split, part, audited["per_class"], upscaling)
     return warnings
 
 
@@ -159,7 +163,7 @@ def _check_train_vs_others(split, parts):
     return warnings
 
 
-def _check_classes(split, part, per_class):
+def _check_classes(split, part, per_class, upscaling=True):
     warnings = []
     upscaled = set()
     for name, summary in per_class.items():
@@ -172,7 +176,7 @@ def _check_classes(split, part, per_class):
                 f"({share:.1%}) are constant or nearly so (gray-level spread below {NEAR_CONSTANT_CONTRAST:g}; "
                 f"{round(summary['constant'] * summary['images'])} all one value): check those files "
                 f"(blank, black or failed exports) and remove them"))
-        if summary["images"] < MIN_CLASS_IMAGES or summary["fine_detail"] is None:
+        if not upscaling or summary["images"] < MIN_CLASS_IMAGES or summary["fine_detail"] is None:
             continue
         if summary["fine_detail"] < UPSCALED_FINE_DETAIL or summary["blocky"] > UPSCALED_BLOCKY_SHARE:
             upscaled.add(name)
@@ -208,11 +212,18 @@ def _check_classes(split, part, per_class):
     return warnings
 
 
-def build_audit(split_parts, labels, class_names, figures, source="images as read, before alignment"):
-    """The manifest's "audit" entry: {split: audit_parts}, the warnings, the thresholds used."""
+MEASURED_ON_IMAGES = "images as read, before alignment"
+
+
+def build_audit(split_parts, labels, class_names, figures, source=MEASURED_ON_IMAGES, upscaling=True):
+    """The manifest's "audit" entry: {split: audit_parts}, the warnings, the thresholds used.
+
+    ``split_parts``: {split name: {"train": item indices, "val": ..., "test": ...}}; ``labels``,
+    ``figures``: per item; ``upscaling``: see check().
+    """
     splits = {name: audit_parts(parts, labels, class_names, figures) for name, parts in split_parts.items()}
     return {"measured_on": source, "figures": list(FIGURES), "thresholds": THRESHOLDS,
-            "splits": splits, "warnings": check(splits)}
+            "splits": splits, "warnings": check(splits, upscaling)}
 
 
 def summary_lines(audit, with_warnings=True):

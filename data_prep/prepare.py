@@ -34,6 +34,7 @@ from data_prep.folds import (SPLIT_METHODS, ckplus_standard_folds, fold_splits, 
                              stratified_subject_folds)
 from data_prep.items import DatasetLayoutError, Skip, natural_key
 from data_prep.labels import class_names
+from data_prep.prepared import ITEMS, MANIFEST
 from data_prep.pipeline import ALIGN_MODES, FALLBACK_MODES, ImageError, PrepConfig, process_items
 from data_prep.readers.ckplus import NEUTRAL_MODES
 from data_prep.readers.oulu import CAMERAS, LIGHTS
@@ -253,7 +254,7 @@ def write(tmp, args, collected, splits, assignment):
                   "sequence": collected.name(item.sequence), "usage": item.usage,
                   "fold": assignment[item.subject] if assignment else None}
                  for i, item in enumerate(collected.items)]
-    (tmp / "items.json").write_text(json.dumps(item_list, indent=1) + "\n")
+    (tmp / ITEMS).write_text(json.dumps(item_list, indent=1) + "\n")
     return summaries
 
 
@@ -352,7 +353,7 @@ def prepare(args):
                              + "\n  ".join(w["message"] for w in audit_entry["warnings"]))
         summaries = write(tmp, args, collected, splits, assignment)
         manifest = build_manifest(args, collected, splits, summaries, template, audit_entry, started)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         del collected
         (tmp / "_crops.npy").unlink()
         shutil.rmtree(tmp / "_synthetic_source", ignore_errors=True)
