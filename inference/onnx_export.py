@@ -37,9 +37,13 @@ from google.protobuf import text_format
 from onnx import TensorProto, helper, numpy_helper
 
 from caffe_layers import functional
+from data_prep.prepared import MANIFEST
+from experiments.run_folder import TRAINING, read_config, trained_snapshot
+from nets import file_names
 from nets.blocks import TEST
 from nets.build import phase_net
 from runtime.caffe_env import import_caffe
+from runtime.files import read_json
 
 OPSET = 17
 METADATA_KEY = "fer_sparse"
@@ -535,3 +539,62 @@ def read_metadata(onnx_path):
         if prop.key == METADATA_KEY:
             return json.loads(prop.value)
     return {}
+
+
+# Manifest keys left out of a model's metadata: per-item bookkeeping, large, not needed to preprocess.
+MANIFEST_KEYS_LEFT_OUT = ("skipped", "fallbacks", "counts", "splits")
+
+
+def run_fold_dir(run_dir, fold=None):
+    """The fold folder of a run to export: ``fold``, or the first (sorted) with a finished training."""
+    run_dir = Path(run_dir)
+    if fold is not None:
+        fold_dir = run_dir / fold
+        if not (fold_dir / TRAINING).is_file():
+            raise OnnxExportError(f"error: {fold_dir} has no finished training ({TRAINING} missing); "
+                                  f"pass a --fold that finished (one of: {', '.join(_trained_folds(run_dir)) or 'none'})")
+        return fold_dir
+    folds = _trained_folds(run_dir)
+    if not folds:
+        raise OnnxExportError(f"error: {run_dir} has no fold with a finished training "
+                              f"({TRAINING}); train it with tools/crossval.py first")
+    return run_dir / folds[0]
+
+
+def _trained_folds(run_dir):
+    return sorted(p.name for p in Path(run_dir).iterdir() if (p / TRAINING).is_file())
+
+
+def run_export_inputs(run_dir, fold=None):
+    """(deploy prototxt, caffemodel, metadata) of a crossval/crossdb run folder's fold.
+
+    The metadata holds the run's config, the fold, the class names and the
+    prepared dataset's manifest (less MANIFEST_KEYS_LEFT_OUT), so that a
+    predictor can preprocess exactly as data_prep did.
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    fold_dir = run_fold_dir(run_dir, fold)
+    deploy = fold_dir / file_names(config["net"], config["variant"])["deploy"]
+    if not deploy.is_file():
+        raise OnnxExportError(f"error: {deploy} is missing; the fold folder {fold_dir} is incomplete")
+    weights = trained_snapshot(fold_dir)
+    manifest_path = Path(config["data"]) / MANIFEST
+    if not manifest_path.is_file():
+        raise OnnxExportError(f"error: {manifest_path} (the run's prepared dataset, config.json's "
+                              "\"data\") is missing; the model's preprocessing cannot be recorded. "
+                              "Put the prepared dataset back there or export with --deploy/--weights")
+    manifest = read_json(manifest_path)
+    metadata = {
+        "class_names": list(manifest["classes"]),
+        "run": {"folder": run_dir.name, "fold": fold_dir.name, "config": config,
+                "weights": weights.name},
+        "manifest": {k: v for k, v in manifest.items() if k not in MANIFEST_KEYS_LEFT_OUT},
+    }
+    return deploy, weights, metadata
+
+
+def export_run(run_dir, out_path, fold=None):
+    """Export a run folder's trained fold (see run_export_inputs); return the ONNX path."""
+    deploy, weights, metadata = run_export_inputs(run_dir, fold)
+    return export_onnx(deploy, weights, out_path, metadata)
