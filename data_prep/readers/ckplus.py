@@ -4,9 +4,15 @@ Original release, as unpacked from its archives:
     <root>/cohn-kanade-images/S005/001/S005_001_00000001.png ...
     <root>/Emotion/S005/001/S005_001_00000011_emotion.txt   (one float, e.g. "   3.0000000e+00")
 Only 327 of the 593 sequences have an Emotion file. Each labelled sequence
-gives its last ``peak_frames`` frames with the sequence's label and, as
-neutral, its first frame (or only the first frame of each subject's first
-labelled sequence, or none). Contempt (code 2) is dropped unless kept.
+gives its last ``peak_frames`` frames with the sequence's label. Neutral
+images (``neutral``):
+    subject   (default) one per subject: the first frame of the subject's first
+              used labelled sequence -- the rule that matches the paper's counts
+              (106 neutral images, 106 subjects; docs/data.md, CK+);
+    sequence  the first frame of every used labelled sequence (309 without
+              contempt);
+    none      no neutral class.
+Contempt (code 2) is dropped unless kept.
 
 CK+48 export: <root>/<class>/S010_004_00000017.png, class folders anger,
 contempt, disgust, fear, happy, sadness, surprise (and neutral where present).
@@ -19,7 +25,8 @@ from data_prep.labels import CKPLUS_EMOTION_CODES, CONTEMPT, NEUTRAL, label_from
 
 IMAGES_DIR = "cohn-kanade-images"
 EMOTION_DIR = "Emotion"
-NEUTRAL_MODES = ("sequence", "subject", "none")
+NEUTRAL_MODES = ("subject", "sequence", "none")
+NEUTRAL_DEFAULT = "subject"
 _SUBJECT = re.compile(r"^S\d+$")
 _CKPLUS48_NAME = re.compile(r"^(S\d+)_(\d+)_")
 
@@ -58,7 +65,7 @@ def parse_emotion_file(path):
     return int(value)
 
 
-def read_ckplus(root, keep_contempt=False, neutral="sequence", peak_frames=3):
+def read_ckplus(root, keep_contempt=False, neutral=NEUTRAL_DEFAULT, peak_frames=3):
     if neutral not in NEUTRAL_MODES:
         raise ValueError(f"neutral must be one of {NEUTRAL_MODES}, got {neutral!r}")
     if peak_frames < 1:
@@ -119,9 +126,15 @@ def read_ckplus(root, keep_contempt=False, neutral="sequence", peak_frames=3):
                 skipped.append(Skip(str(label_dir), f"emotion label without an image sequence in "
                                     f"{images_dir / subject_dir.name / label_dir.name}"))
     num_classes = 8 if keep_contempt else (7 if neutral != "none" else 6)
+    # Counts to compare with the paper's (309 sequences, 106 neutral, 1,033 images).
+    neutral_images = sum(item.label == NEUTRAL for item in items)
+    counts = {"sequences_used": len({item.sequence for item in items}),
+              "subjects_used": len({item.subject for item in items}),
+              "neutral_images": neutral_images, "peak_images": len(items) - neutral_images}
     return ReadResult(items, skipped, num_classes,
                       {"format": "CK+", "images": str(images_dir), "emotion": str(emotion_dir),
-                       "neutral": neutral, "peak_frames": peak_frames, "keep_contempt": keep_contempt})
+                       "neutral": neutral, "peak_frames": peak_frames, "keep_contempt": keep_contempt,
+                       "counts": counts})
 
 
 def read_ckplus48(root, keep_contempt=False):
