@@ -44,13 +44,15 @@ UPSCALED_FINE_DETAIL = 0.4        # median fine_detail of a class below this: up
 UPSCALED_BLOCKY_SHARE = 0.5       # or this share of its images blocky
 CLASS_SHARPNESS_FACTOR = 3.0      # a class's median sharpness vs the median over the other classes
 CLASS_CONTRAST_FACTOR = 1.5
-CLASS_BRIGHTNESS_LEVELS = 30.0    # gray levels between a class's median brightness and the others'
+CLASS_BRIGHTNESS_SPREADS = 1.0    # a class's median brightness vs the others', in image-brightness spreads
+CLASS_BRIGHTNESS_ERRORS = 4.0     # ... and in standard errors of that median (small classes are noisy)
 MIN_CLASS_IMAGES = 10             # classes with fewer images are summarised, not compared
 THRESHOLDS = {"sharpness_factor": SHARPNESS_FACTOR, "contrast_factor": CONTRAST_FACTOR,
               "constant_share": CONSTANT_SHARE, "near_constant_contrast": NEAR_CONSTANT_CONTRAST,
               "upscaled_fine_detail": UPSCALED_FINE_DETAIL, "upscaled_blocky_share": UPSCALED_BLOCKY_SHARE,
               "class_sharpness_factor": CLASS_SHARPNESS_FACTOR, "class_contrast_factor": CLASS_CONTRAST_FACTOR,
-              "class_brightness_levels": CLASS_BRIGHTNESS_LEVELS, "min_class_images": MIN_CLASS_IMAGES}
+              "class_brightness_spreads": CLASS_BRIGHTNESS_SPREADS,
+              "class_brightness_errors": CLASS_BRIGHTNESS_ERRORS, "min_class_images": MIN_CLASS_IMAGES}
 PARTS = ("train", "val", "test")
 
 
@@ -86,6 +88,10 @@ def group_summary(figures):
         values = usable[:, _COLUMN[name]]
         values = values[~np.isnan(values)]
         summary[name] = round(float(np.median(values)), 3) if len(values) else None
+    brightness = usable[:, _COLUMN["brightness"]]
+    # robust standard deviation of the images' brightness (IQR / 1.349): the yardstick of the class check
+    summary["brightness_spread"] = (round(float(np.subtract(*np.percentile(brightness, [75, 25]))) / 1.349, 3)
+                                    if len(usable) else None)
     summary["blocky"] = round(float(usable[:, _COLUMN["blocky"]].mean()), 4) if len(usable) else None
     summary["constant"] = round(float(figures[:, _COLUMN["constant"]].mean()), 4) if count else 0.0
     summary["near_constant"] = round(float(near_constant.mean()), 4) if count else 0.0
@@ -125,7 +131,8 @@ def check(splits, upscaling=True):
     for split, parts in splits.items():
         warnings += _check_train_vs_others(split, parts)
         for part, audited in parts.items():
-            warnings += _check_classes(split, part, audited["per_class"], upscaling)
+            warnings += _check_classes(split, part, audited["per_class"], audited["all"]["brightness_spread"],
+                                       upscaling)
     return warnings
 
 
@@ -163,7 +170,7 @@ def _check_train_vs_others(split, parts):
     return warnings
 
 
-def _check_classes(split, part, per_class, upscaling=True):
+def _check_classes(split, part, per_class, spread, upscaling=True):
     warnings = []
     upscaled = set()
     for name, summary in per_class.items():
@@ -199,7 +206,11 @@ def _check_classes(split, part, per_class, upscaling=True):
             value = summary[figure]
             reference = float(np.median([s[figure] for s in others]))
             if figure == "brightness":
-                far, limit = abs(value - reference) > CLASS_BRIGHTNESS_LEVELS, f"{CLASS_BRIGHTNESS_LEVELS:g} levels"
+                # 1.2533 s / sqrt(n): the standard error of a median of n values of spread s
+                error = 1.2533 * (spread or 0) / np.sqrt(summary["images"])
+                far = abs(value - reference) > max(CLASS_BRIGHTNESS_SPREADS * (spread or 0),
+                                                   CLASS_BRIGHTNESS_ERRORS * error)
+                limit = f"{CLASS_BRIGHTNESS_SPREADS:g} spread of the images' brightness ({spread:.3g} levels)"
             else:
                 factor = CLASS_SHARPNESS_FACTOR if figure == "sharpness" else CLASS_CONTRAST_FACTOR
                 far, limit = _ratio(value, reference) > factor, f"a factor {factor:g}"
