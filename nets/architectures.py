@@ -1,4 +1,4 @@
-"""The three trunks (the paper's MI: everything before FC1) and their shapes.
+"""The trunks (the paper's MI: everything before FC1) and their shapes.
 
 A trunk turns the 1-channel gray input (raw 0-255 values) into z, the
 input of FC1, and lists the hidden layers whose outputs the hidden-unit
@@ -25,6 +25,8 @@ GEOMETRIES = ("square", "public")
 # VGG-16: (block, channels, convolutions).
 VGG_BLOCKS = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
 VGG_PUBLIC_FC6_MAP = (7, 7)  # 224x224 input
+# The small CPU net (not in the paper): (block, channels) of its 3x3 conv + pool blocks.
+CNN48_BLOCKS = ((1, 32), (2, 64), (3, 128))
 # VGG-Face's per-channel means (B, G, R) of its 0-255 input.
 VGG_FACE_MEAN_BGR = (93.5940, 104.7624, 129.1863)
 # The face ResNet's input normalisation: (x - 127.5) / 128.
@@ -176,4 +178,30 @@ def vgg_trunk(n, data, input_size, geometry="square"):
                  fc1_layer="fc7", fc1_outputs=4096, fc1_relu="relu7", classifier_base="fc8")
 
 
-TRUNKS = {"toy": toy_trunk, "resnet": resnet_trunk, "vgg": vgg_trunk}
+def cnn48_map_size(input_size):
+    side = input_size
+    for _ in CNN48_BLOCKS:
+        side = _pool_out(side)
+    return side
+
+
+def cnn48_trunk(n, data, input_size, geometry="square"):
+    """A small CNN trained from scratch on 48x48 gray faces: what a 2-core CPU can train on
+    FER2013 in minutes (the paper's nets need a GPU and a pretrained face model)."""
+    side = cnn48_map_size(input_size)
+    _check_size("cnn48", input_size, side, 1)
+    x = blocks.affine(n, "data_scaled", data, scale=FACE_RESNET_SCALE,
+                      shift=-FACE_RESNET_MEAN * FACE_RESNET_SCALE)
+    hidden = []
+    for block, width in CNN48_BLOCKS:
+        name = f"conv{block}"
+        x = blocks.relu(n, f"relu{block}", blocks.conv(n, name, x, width, 3, pad=1))
+        hidden.append((name, x))
+        x = blocks.max_pool(n, f"pool{block}", x)
+    last = f"pool{CNN48_BLOCKS[-1][0]}"
+    hidden.append((last, x))
+    return Trunk(z=x, z_blob=last, z_shape=(CNN48_BLOCKS[-1][1], side, side), hidden=tuple(hidden),
+                 fc1_layer="fc4", fc1_outputs=256, fc1_relu="relu_fc4", classifier_base="fc5")
+
+
+TRUNKS = {"toy": toy_trunk, "resnet": resnet_trunk, "vgg": vgg_trunk, "cnn48": cnn48_trunk}

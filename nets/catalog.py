@@ -55,6 +55,13 @@ NETS = {
         input_size=224, num_classes=7, dataset="fer2013-224 official",
         train_source="data/prepared/fer2013-224/official/train_lmdb",
         test_source="data/prepared/fer2013-224/official/val_lmdb"),
+    "cnn48": NetInfo(
+        description="not in the paper: a small CNN (3 x [3x3 conv, ReLU, 2x2 max pool] of 32/64/128 "
+                    "maps -> FC 256 -> FC classes) trained from scratch on 48x48 gray faces, so the "
+                    "paper's comparisons can be run on a CPU in minutes",
+        input_size=48, num_classes=7, dataset="fer2013-48 official",
+        train_source="data/prepared/fer2013-48/official/train_lmdb",
+        test_source="data/prepared/fer2013-48/official/val_lmdb"),
 }
 
 
