@@ -8,7 +8,8 @@ import pytest
 from data_prep.items import DatasetLayoutError
 from data_prep.readers.ckplus import read_ckplus, read_ckplus48
 from data_prep.readers.fer2013 import read_fer2013
-from data_prep.readers.index_csv import read_csv_dataset, read_landmarks_csv, read_mmi
+from data_prep.readers.index_csv import (MmiIndexMismatch, mmi_check_text, read_csv_dataset,
+                                        read_landmarks_csv, read_mmi)
 from data_prep.readers.oulu import read_oulu
 
 
@@ -334,6 +335,82 @@ def test_mmi_index(tmp_path, rng):
         read_mmi(tmp_path, index=tmp_path / "other.csv")
     with pytest.raises(DatasetLayoutError, match="mmi_index.csv"):
         read_mmi(tmp_path / "frames")
+
+
+MMI_SIX = ("anger", "disgust", "fear", "happy", "sadness", "surprise")
+
+
+def _mmi_like(root, sequences=205, subjects=30, frames=16):
+    """An MMI-like copy: one folder of frames per session, neutral - apex - neutral, and an index
+    listing the three frames at each sequence's apex (the middle), 615 rows for 205 sequences."""
+    png = cv2.imencode(".png", np.full((6, 5), 128, np.uint8))[1].tobytes()
+    rows = ["sequence,frame,label,subject"]
+    for number in range(sequences):
+        subject, session = f"S{number % subjects + 1:03d}", str(100 + number)
+        folder = root / "frames" / subject / session
+        folder.mkdir(parents=True)
+        for frame in range(frames):
+            (folder / f"frame_{frame:04d}.png").write_bytes(png)
+        apex = frames // 2
+        for frame in (apex - 1, apex, apex + 1):
+            rows.append(f"{session},frames/{subject}/{session}/frame_{frame:04d}.png,"
+                        f"{MMI_SIX[number % 6]},{subject}")
+    (root / "mmi_index.csv").write_text("\n".join(rows) + "\n")
+    return root / "mmi_index.csv"
+
+
+def test_mmi_index_following_the_papers_selection_passes_the_check(tmp_path):
+    _mmi_like(tmp_path)
+    result = read_mmi(tmp_path, strict=True)
+    check = result.info["index_check"]
+    assert check["matches"] and check["mismatches"] == []
+    assert check["found"]["sequences"] == 205 and check["found"]["frames"] == 615 == len(result.items)
+    assert sum(check["found"]["sequences_per_class"].values()) == 205
+    assert "follows the paper's selection" in mmi_check_text(tmp_path / "mmi_index.csv", check)
+
+
+def test_mmi_index_check_lists_every_mismatch(tmp_path):
+    index = _mmi_like(tmp_path, sequences=8, subjects=3, frames=12)
+    lines = index.read_text().splitlines()
+    # sequence 100: drop its last peak frame; 101: a gap (frames 5, 6, 8); 102: the same frame
+    # twice; 103: one frame labelled differently; 104: a frame of another subject.
+    lines.remove("100,frames/S001/100/frame_0007.png,anger,S001")
+    lines[lines.index("101,frames/S002/101/frame_0007.png,disgust,S002")] = \
+        "101,frames/S002/101/frame_0008.png,disgust,S002"
+    lines.append("102,frames/S003/102/frame_0006.png,fear,S003")
+    lines[lines.index("103,frames/S001/103/frame_0006.png,happy,S001")] = \
+        "103,frames/S001/103/frame_0006.png,sadness,S001"
+    lines[lines.index("104,frames/S002/104/frame_0007.png,sadness,S002")] = \
+        "104,frames/S002/104/frame_0007.png,sadness,S003"
+    index.write_text("\n".join(lines) + "\n")
+    result = read_mmi(tmp_path)
+    mismatches = result.info["index_check"]["mismatches"]
+    duplicate = tmp_path / "frames" / "S003" / "102" / "frame_0006.png"
+    assert mismatches == [
+        f"frame {duplicate} listed 2 times (lines 8, 25)",
+        "1 row(s) left out (listed in skipped: missing files, labels outside the six classes, "
+        "missing subjects, duplicates); every row should be usable",
+        "sequence 100: 2 frame(s), expected 3 peak frames",
+        "sequence 101: frames 5, 6, 8 are not consecutive (the peak frames are the apex and its neighbours)",
+        "sequence 103: frames with different labels (happiness, sadness)",
+        "sequence 104: frames of different subjects (S002, S003)",
+        "8 sequences, the paper uses 205",
+        "23 frames, the paper uses 615 (205 sequences x 3 peak frames)",
+    ]
+    assert not result.info["index_check"]["matches"]
+    with pytest.raises(MmiIndexMismatch) as error:
+        read_mmi(tmp_path, strict=True)
+    message = str(error.value)
+    assert "8 mismatch(es) with the paper's selection" in message
+    assert all(f"  - {line}" in message for line in mismatches)
+
+
+def test_mmi_index_check_names_a_missing_class(tmp_path):
+    index = _mmi_like(tmp_path, sequences=6, subjects=2, frames=6)
+    index.write_text("\n".join(line for line in index.read_text().splitlines() if ",fear," not in line) + "\n")
+    check = read_mmi(tmp_path).info["index_check"]
+    assert "no sequence of fear: the paper uses all six classes" in check["mismatches"]
+    assert check["found"]["sequences_per_class"]["fear"] == 0
 
 
 def test_generic_csv_with_landmarks(tmp_path, rng):

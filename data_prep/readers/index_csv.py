@@ -4,8 +4,11 @@ MMI's own exports vary (videos, per-session folders, several label files), so
 the project reads MMI through an index the user writes once:
     sequence,frame,label,subject
     S001_1,frames/S001/1/frame_0042.png,happy,S001
-one row per peak frame to use (the paper: 3 peak frames of each of 205
-sequences, six classes). Generic datasets use
+one row per peak frame to use. The index must follow the paper's selection
+(docs/data.md, MMI): 205 sequences of the six basic emotions, the three
+consecutive frames at each sequence's apex, 615 rows; read_mmi checks an index
+against it (check_mmi_index) and reports each mismatch, or fails with
+strict=True. Generic datasets use
     path,label,subject
 Paths are relative to the CSV's folder (or absolute). Labels are a project
 label id 0..7 or a name (anger, angry, An, ...; see data_prep.labels).
@@ -17,13 +20,19 @@ in image pixel coordinates, "left" meaning the image's left. Images listed
 there skip face detection.
 """
 import csv
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from data_prep.items import LANDMARK_NAMES, DatasetLayoutError, Item, ReadResult, Skip
-from data_prep.labels import CONTEMPT, NEUTRAL, SIX_CLASSES, parse_label
+from data_prep.labels import CLASS_NAMES, CONTEMPT, NEUTRAL, SIX_CLASSES, parse_label
 
 MMI_INDEX = "mmi_index.csv"
 CSV_INDEX = "labels.csv"
+# The paper's MMI selection: 205 sequences x 3 peak frames = 615 images, six classes.
+MMI_SEQUENCES = 205
+MMI_PEAK_FRAMES = 3
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
 LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in ("x", "y"))
 
 
@@ -114,12 +123,100 @@ def _read_index(path, path_column, keep_contempt, allowed_labels, landmarks, seq
     return items, skipped
 
 
-def read_mmi(root, index=None, landmarks_csv=None):
+class MmiIndexMismatch(DatasetLayoutError):
+    """An MMI index that does not follow the paper's selection (raised with strict=True)."""
+
+
+def _frame_number(frame):
+    match = _TRAILING_NUMBER.search(Path(frame).stem)
+    return int(match.group(1)) if match else None
+
+
+def check_mmi_index(path, items, skipped):
+    """Compare an MMI index with the paper's selection; a JSON-ready report.
+
+    ``items``/``skipped`` are what read_mmi kept and left out of ``path``.
+    Returns {"matches", "expected", "found", "mismatches"}: each mismatch is one
+    sentence naming the sequence, frame or count that differs.
+    """
+    mismatches = []
+    rows = _read_rows(path, ("sequence", "frame", "label", "subject"))
+    lines_of_frame = defaultdict(list)
+    for line, row in rows:
+        if row["frame"]:
+            lines_of_frame[str(_resolve(path.parent, row["frame"]))].append(line)
+    for frame, lines in lines_of_frame.items():
+        if len(lines) > 1:
+            mismatches.append(f"frame {frame} listed {len(lines)} times (lines {', '.join(map(str, lines))})")
+    if skipped:
+        mismatches.append(f"{len(skipped)} row(s) left out (listed in skipped: missing files, labels outside "
+                          f"the six classes, missing subjects, duplicates); every row should be usable")
+    by_sequence = defaultdict(list)
+    for item in items:
+        by_sequence[item.sequence].append(item)
+    for sequence, frames in by_sequence.items():
+        if len(frames) != MMI_PEAK_FRAMES:
+            mismatches.append(f"sequence {sequence}: {len(frames)} frame(s), expected {MMI_PEAK_FRAMES} peak frames")
+        labels = sorted({CLASS_NAMES[item.label] for item in frames})
+        if len(labels) > 1:
+            mismatches.append(f"sequence {sequence}: frames with different labels ({', '.join(labels)})")
+        subjects = sorted({item.subject for item in frames})
+        if len(subjects) > 1:
+            mismatches.append(f"sequence {sequence}: frames of different subjects ({', '.join(subjects)})")
+        numbers = [_frame_number(item.source) for item in frames]
+        numbers = sorted(numbers) if None not in numbers else []  # frame order known only from numbered names
+        if len(numbers) > 1 and numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            mismatches.append(f"sequence {sequence}: frames {', '.join(map(str, numbers))} are not consecutive "
+                              f"(the peak frames are the apex and its neighbours)")
+    if len(by_sequence) != MMI_SEQUENCES:
+        mismatches.append(f"{len(by_sequence)} sequences, the paper uses {MMI_SEQUENCES}")
+    expected_frames = MMI_SEQUENCES * MMI_PEAK_FRAMES
+    if len(items) != expected_frames:
+        mismatches.append(f"{len(items)} frames, the paper uses {expected_frames} "
+                          f"({MMI_SEQUENCES} sequences x {MMI_PEAK_FRAMES} peak frames)")
+    sequence_label = {sequence: Counter(item.label for item in frames).most_common(1)[0][0]
+                      for sequence, frames in by_sequence.items()}
+    per_class = Counter(sequence_label.values())
+    missing = [CLASS_NAMES[label] for label in range(SIX_CLASSES) if not per_class[label]]
+    if missing:
+        mismatches.append(f"no sequence of {', '.join(missing)}: the paper uses all six classes")
+    return {
+        "matches": not mismatches,
+        "expected": {"sequences": MMI_SEQUENCES, "frames_per_sequence": MMI_PEAK_FRAMES,
+                     "frames": expected_frames, "classes": SIX_CLASSES},
+        "found": {"sequences": len(by_sequence), "frames": len(items), "rows_left_out": len(skipped),
+                  "subjects": len({item.subject for item in items}),
+                  "sequences_per_class": {CLASS_NAMES[label]: per_class[label] for label in range(SIX_CLASSES)}},
+        "mismatches": mismatches,
+    }
+
+
+def mmi_check_text(path, report):
+    """The check as lines for a terminal: one summary line, then one line per mismatch."""
+    found = report["found"]
+    head = (f"MMI index {path}: {found['sequences']} sequences, {found['frames']} frames, "
+            f"{found['subjects']} subjects; ")
+    if report["matches"]:
+        return head + "follows the paper's selection (205 sequences x 3 peak frames, six classes)"
+    return head + f"{len(report['mismatches'])} mismatch(es) with the paper's selection " \
+        "(docs/data.md, MMI):\n" + "\n".join(f"  - {line}" for line in report["mismatches"])
+
+
+def read_mmi(root, index=None, landmarks_csv=None, strict=False):
+    """MMI frames listed in an index CSV, checked against the paper's selection.
+
+    The check's report is in ``info["index_check"]``; with ``strict`` a
+    mismatch raises MmiIndexMismatch listing every one.
+    """
     path = _index_path(root, index, MMI_INDEX, "MMI")
     landmarks = read_landmarks_csv(landmarks_csv) if landmarks_csv else {}
     items, skipped = _read_index(path, "frame", False, set(range(SIX_CLASSES)), landmarks,
                                  sequence_column="sequence")
-    return ReadResult(items, skipped, SIX_CLASSES, {"format": "MMI index", "index": str(path)})
+    report = check_mmi_index(path, items, skipped)
+    if strict and not report["matches"]:
+        raise MmiIndexMismatch(mmi_check_text(path, report) + "\nFix the index (or read it without strict).")
+    return ReadResult(items, skipped, SIX_CLASSES,
+                      {"format": "MMI index", "index": str(path), "index_check": report})
 
 
 def read_csv_dataset(root, index=None, landmarks_csv=None, keep_contempt=False):
