@@ -136,10 +136,13 @@ FER_VENV_SITE='$site'
 ENV
     # caffe's embedded interpreter is Debian's python, which ignores an activated
     # venv: hand it the project, pycaffe and the venv's packages explicitly.
+    # `caffe train` first goes through runtime/preflight.py: it creates the
+    # snapshot folder and names the data_prep command for a missing LMDB.
     cat >"$venv/bin/caffe" <<WRAP
 #!/bin/sh
 # Written by scripts/install.sh: runs the project's Caffe with Python layers importable.
 export PYTHONPATH='$repo:$caffe_prefix/python:$site'\${PYTHONPATH:+:\$PYTHONPATH}
+if [ "\$1" = train ]; then '$venv/bin/python' -m runtime.preflight "\$@" || exit \$?; fi
 exec '$caffe_prefix/bin/caffe' "\$@"
 WRAP
     chmod +x "$venv/bin/caffe"

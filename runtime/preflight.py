@@ -1,0 +1,192 @@
+"""Pre-flight of ``caffe train -solver S``: one clear message instead of a Caffe crash.
+
+    python -m runtime.preflight train -solver prototxt/resnet_l2_solver.prototxt [caffe flags]
+
+``.venv/bin/caffe`` (written by scripts/install.sh) runs this before the real
+caffe for every ``train`` command. It reads the solver and its nets with
+caffe_pb2 and, resolving relative paths against the working directory exactly
+as Caffe does:
+- creates the snapshot prefix's folder (Caffe stops with "Cannot write to
+  snapshot prefix" otherwise);
+- checks that every LMDB a Data layer reads exists, else prints which one is
+  missing and the data_prep command that creates it, and exits 1.
+Anything it cannot judge (other commands, flags it does not know, unreadable
+files) is left to Caffe, which reports those itself.
+"""
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+from google.protobuf import text_format
+
+PREPARE = ("python data_prep/prepare.py --dataset {dataset} --root <your {dataset} copy> "
+           "--out {out}{size}")
+LMDB = 1          # caffe_pb2.DataParameter.LMDB
+V1_DATA = 5       # caffe_pb2.V1LayerParameter.DATA
+TRAIN, TEST = 0, 1
+
+
+class PreflightError(RuntimeError):
+    """The training would fail for a reason this check can name; the message says what to do."""
+
+
+def load_caffe_pb2():
+    """caffe's generated protobuf module, without importing pycaffe itself.
+
+    ``import caffe`` loads libcaffe (most of a second); this check runs before
+    every ``caffe train``, so only the generated caffe_pb2.py is loaded.
+    """
+    spec = importlib.util.find_spec("caffe")
+    if spec is None or not spec.submodule_search_locations:
+        raise PreflightError("pycaffe is not on the path; run `bash scripts/install.sh`")
+    path = Path(list(spec.submodule_search_locations)[0]) / "proto" / "caffe_pb2.py"
+    module_spec = importlib.util.spec_from_file_location("caffe.proto.caffe_pb2", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def solver_flag(argv):
+    """The -solver value of a caffe command line (gflags: -solver X, --solver=X), or None."""
+    for index, arg in enumerate(argv):
+        match = re.fullmatch(r"--?solver(?:=(.*))?", arg)
+        if match:
+            if match.group(1) is not None:
+                return match.group(1)
+            return argv[index + 1] if index + 1 < len(argv) else None
+    return None
+
+
+def _parse(path, message, what):
+    try:
+        text_format.Parse(Path(path).read_text(), message)
+    except (OSError, text_format.ParseError) as exc:
+        raise PreflightError(f"cannot read the {what} {path}: {exc}") from None
+    return message
+
+
+def snapshot_folder(solver_path, solver_param):
+    """The folder Caffe writes snapshots into (Caffe's UpgradeSnapshotPrefixProperty)."""
+    if not solver_param.HasField("snapshot_prefix"):
+        return None  # Caffe uses the solver's own path without extension: its folder exists
+    prefix = Path(solver_param.snapshot_prefix)
+    if solver_param.snapshot_prefix.endswith("/"):
+        return prefix
+    return prefix.parent
+
+
+def _nets(solver_path, solver_param, caffe_pb2):
+    """[(description, NetParameter, phases)] of the nets Caffe builds for this solver."""
+    testing = len(solver_param.test_iter) > 0
+    nets = []
+
+    def from_file(path, phases):
+        nets.append((str(path), _parse(path, caffe_pb2.NetParameter(), "net"), phases))
+
+    if solver_param.HasField("net"):
+        from_file(solver_param.net, (TRAIN, TEST) if testing else (TRAIN,))
+    if solver_param.HasField("net_param"):
+        nets.append((f"{solver_path} (net_param)", solver_param.net_param,
+                     (TRAIN, TEST) if testing else (TRAIN,)))
+    if solver_param.HasField("train_net"):
+        from_file(solver_param.train_net, (TRAIN,))
+    if solver_param.HasField("train_net_param"):
+        nets.append((f"{solver_path} (train_net_param)", solver_param.train_net_param, (TRAIN,)))
+    for path in solver_param.test_net:
+        from_file(path, (TEST,))
+    for param in solver_param.test_net_param:
+        nets.append((f"{solver_path} (test_net_param)", param, (TEST,)))
+    return nets
+
+
+def _layer_phases(layer):
+    phases = {rule.phase for rule in layer.include if rule.HasField("phase")}
+    return phases or {TRAIN, TEST}
+
+
+def lmdb_sources(solver_path, solver_param, caffe_pb2):
+    """[(where: "the TRAIN Data layer 'data' of net.prototxt", source)] of every LMDB
+    the solver's nets read."""
+    found = []
+    for description, net_param, phases in _nets(solver_path, solver_param, caffe_pb2):
+        for layer in net_param.layer:
+            used = _layer_phases(layer) & set(phases)
+            if layer.type == "Data" and layer.data_param.backend == LMDB and used:
+                phase = "/".join(("TRAIN", "TEST")[p] for p in sorted(used))
+                found.append((f"the {phase} Data layer {layer.name!r} of {description}",
+                              layer.data_param.source))
+        for layer in net_param.layers:  # V1 nets
+            if layer.type == V1_DATA and layer.data_param.backend == LMDB:
+                found.append((f"the Data layer {layer.name!r} of {description}",
+                              layer.data_param.source))
+    return found
+
+
+def prepare_command(source):
+    """The data_prep command that creates ``source`` when it follows the prepared layout
+    (``<out>/<split>/<part>_lmdb``, ``<out>`` named ``<dataset>-<size>``), else None."""
+    source = Path(source)
+    if not source.name.endswith("_lmdb") or len(source.parts) < 3:
+        return None
+    out = source.parent.parent
+    match = re.fullmatch(r"([a-z0-9]+?)(?:-(\d+))?", out.name)
+    if not match:
+        return None
+    size = f" --size {match.group(2)}" if match.group(2) else ""
+    return PREPARE.format(dataset=match.group(1), out=out, size=size)
+
+
+def check_train(solver_path, caffe_pb2=None):
+    """Create the snapshot folder; raise PreflightError naming every missing LMDB."""
+    caffe_pb2 = caffe_pb2 or load_caffe_pb2()
+    solver_param = _parse(solver_path, caffe_pb2.SolverParameter(), "solver")
+    missing, commands = [], []
+    for where, source in lmdb_sources(solver_path, solver_param, caffe_pb2):
+        # An LMDB is a folder holding data.mdb; Caffe's reader aborts on anything else.
+        if not (Path(source) / "data.mdb").is_file():
+            missing.append(f"  {source}  ({where})")
+            command = prepare_command(source)
+            if command and command not in commands:
+                commands.append(command)
+    if missing:
+        if commands:
+            how = ("Prepare the data first:\n" + "".join(f"    {c}\n" for c in commands) +
+                   "(README.md, \"Preparing data\"; every option: docs/data.md)")
+        else:
+            how = "Prepare the data first with data_prep/prepare.py (README.md, \"Preparing data\")."
+        raise PreflightError(
+            f"{solver_path} reads data that does not exist (relative paths are resolved "
+            f"against {Path.cwd()}, where caffe runs):\n" + "\n".join(missing) + f"\n{how}")
+    folder = snapshot_folder(solver_path, solver_param)
+    if folder is not None and str(folder) not in ("", "."):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PreflightError(f"cannot create the snapshot folder {folder} of {solver_path} "
+                                 f"(snapshot_prefix {solver_param.snapshot_prefix!r}): {exc}")
+    return folder
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "train":
+        return 0
+    solver_path = solver_flag(argv[1:])
+    if not solver_path:
+        return 0  # caffe's own message for a missing -solver flag is clear
+    if not Path(solver_path).is_file():
+        print(f"caffe train: the solver {solver_path} does not exist (relative paths are read "
+              f"from {Path.cwd()}; the committed solvers are in prototxt/ of the repo root)",
+              file=sys.stderr)
+        return 1
+    try:
+        check_train(solver_path)
+    except PreflightError as exc:
+        print(f"caffe train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
