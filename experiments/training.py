@@ -24,12 +24,23 @@ class TrainingOptions:
     base_lr: Optional[float] = None
     stepsize: Optional[int] = None
     weights: Optional[Path] = None
+    seed: Optional[int] = None      # the solver's random_seed (None: nets.solvers' default)
+    scale: Optional[str] = None     # the name of the preset these settings come from, if any
 
     def config(self):
-        """The training settings of a run's config.json."""
-        return {"net": self.net, "variant": self.variant, "iters": self.iters,
-                "batch_size": self.batch_size, "base_lr": self.base_lr, "stepsize": self.stepsize,
-                "weights": str(Path(self.weights).resolve()) if self.weights else None}
+        """The training settings of a run's config.json.
+
+        ``seed`` and ``scale`` appear only when set, so run folders made before
+        they existed keep matching their config.
+        """
+        config = {"net": self.net, "variant": self.variant, "iters": self.iters,
+                  "batch_size": self.batch_size, "base_lr": self.base_lr, "stepsize": self.stepsize,
+                  "weights": str(Path(self.weights).resolve()) if self.weights else None}
+        if self.seed is not None:
+            config["seed"] = self.seed
+        if self.scale is not None:
+            config["scale"] = self.scale
+        return config
 
     def solver_overrides(self):
         overrides = {}
@@ -41,6 +52,8 @@ class TrainingOptions:
             overrides["base_lr"] = self.base_lr
         if self.stepsize:
             overrides["stepsize"] = self.stepsize
+        if self.seed is not None:
+            overrides["random_seed"] = self.seed
         return overrides
 
 
