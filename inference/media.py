@@ -1,0 +1,94 @@
+"""The inputs of a prediction run: image files, folders of them (recursive) and video files.
+
+Images are decoded by data_prep.pipeline.decode_item, the decoder prepare.py
+uses (gray, with its checks for empty, truncated and undecodable files);
+videos are read frame by frame with OpenCV's VideoCapture.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from data_prep.items import IMAGE_SUFFIXES, Item, natural_key
+from data_prep.pipeline import ImageError, decode_item
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
+
+class VideoError(ValueError):
+    """A video that cannot be read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input: ``kind`` is "image", "video" or "missing" (``reason`` then says what is wrong)."""
+    path: Path
+    kind: str
+    reason: str = ""
+
+
+def media_kind(path):
+    return "video" if Path(path).suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+def expand_inputs(paths):
+    """Input per image or video: files as given, folders searched recursively (natural order).
+
+    Inside folders only files with an image or video suffix are taken; a
+    folder with none, and a path that does not exist, become "missing" inputs.
+    """
+    inputs = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted((p for p in path.rglob("*") if p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                            and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES),
+                           key=lambda p: natural_key(str(p.relative_to(path))))
+            if not found:
+                inputs.append(Input(path, "missing", "the folder holds no image or video files "
+                                                     f"({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})"))
+            inputs.extend(Input(p, media_kind(p)) for p in found)
+        elif path.is_file():
+            inputs.append(Input(path, media_kind(path)))
+        else:
+            inputs.append(Input(path, "missing", "no such file or folder"))
+    return inputs
+
+
+def read_gray(path):
+    """The image at ``path`` as 2-D uint8 gray, decoded as prepare.py decodes; ImageError saying why not."""
+    return decode_item(Item(source=str(path), label=0, subject=None, sequence=str(path)))
+
+
+def read_colour(path):
+    """The image as BGR for drawing on (None if OpenCV cannot read it in colour)."""
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+def video_frames(path, every=1):
+    """Yield (frame number, BGR frame) of every ``every``-th frame; VideoError if none can be read."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise VideoError("OpenCV cannot open it as a video (unknown container or codec, or not a video)")
+        number, read = 0, 0
+        while True:
+            if number % every == 0:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                read += 1
+                yield number, frame
+            elif not capture.grab():
+                break
+            number += 1
+        if read == 0:
+            raise VideoError("OpenCV opened it but could not decode a single frame")
+    finally:
+        capture.release()
+
+
+__all__ = ["ImageError", "Input", "VideoError", "VIDEO_SUFFIXES", "expand_inputs", "read_colour",
+           "read_gray", "video_frames"]
