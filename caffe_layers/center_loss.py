@@ -33,8 +33,10 @@ class CenterLoss(caffe.Layer):
     update Δc_j = sum_{i: y_i = j} (c_j - x_i) / (1 + n_j), not scaled by the
     loss weight, 0 for classes absent from the batch, accumulated (+=) so
     iter_size works. With ``param { lr_mult: a decay_mult: 0 }`` and momentum 0
-    a solver step is c_j <- c_j - base_lr * a * Δc_j (a is Wen's alpha);
-    solver momentum also applies to the centers.
+    a solver step is c_j <- c_j - base_lr * a * Δc_j: Wen's update rate is
+    alpha = base_lr * a, set through lr_mult because a layer never sees the
+    solver's rate (nets/: builder option center_lr_mult, default 1); solver
+    momentum also applies to the centers.
     """
 
     def setup(self, bottom, top):

@@ -198,6 +198,8 @@ def test_public_geometry_loads_every_pretrained_layer_including_fc5(caffe, tmp_p
     assert np.array_equal(net.blobs["data_112x96"].data, net.blobs["data"].data[..., 8:104])
     assert net.blobs["res5_6"].data.shape == (1, 512, 5, 4)
     r = roles("resnet", geometry="public")
+    # docs/nets.md: fewer hidden units than the paper's 582,912 at 112x96.
+    assert sum(net.blobs[name].data[0].size for name in r.hidden_blobs) == 490240
     assert (r.fc1_layer, r.z_shape, r.hidden_blobs[-1], r.geometry) == \
         ("fc5", (512, 5, 4), "fc5", "public")
 
