@@ -404,3 +404,26 @@ def test_every_option_is_documented():
     assert len(options) > 25
     missing = [o for o in options if o != "--help" and f"`{o}" not in documented]
     assert not missing, f"options missing from docs/data.md: {missing}"
+
+
+def test_the_registry_drives_the_command_line(tmp_path):
+    from data_prep.registry import DATASETS, datasets_with_option, default_options
+    parser = build_parser()
+    [dataset_action] = [a for a in parser._actions if "--dataset" in a.option_strings]
+    assert list(dataset_action.choices) == list(DATASETS)
+    for name, entry in DATASETS.items():
+        assert f"{name}: {entry.describe_defaults()}" in parser.epilog and entry.help in dataset_action.help
+    assert DATASETS["fer2013"].describe_defaults() == "official split, 1 crop, size 112, not aligned, duplicates kept"
+    assert DATASETS["mmi"].describe_defaults() == "10 folds, 25 crops, size 112"
+    assert {name: entry.title for name, entry in DATASETS.items()}["ckplus"] == "CK+"
+    assert datasets_with_option("keep_contempt") == ("ckplus", "ckplus48", "csv")
+    # an option's refusal names exactly the databases whose entry reads it
+    with pytest.raises(SystemExit, match="--peak-frames applies to --dataset ckplus/oulu only"):
+        run("--dataset", "mmi", "--root", "x", "--peak-frames", "2", "--out", tmp_path / "out")
+    assert default_options("oulu").oulu_light == "Strong" and default_options("oulu").keep_contempt is None
+    # per-dataset defaults land in the manifest's options
+    run("--dataset", "synthetic", "--synthetic-subjects", 3, "--synthetic-images", 1, "--folds", 3,
+        "--out", tmp_path / "syn", "--workers", 1, "--strict")
+    options = json.loads((tmp_path / "syn" / "manifest.json").read_text())["options"]
+    assert (options["crops"], options["size"], options["align"], options["duplicates"]) == (4, 48, "landmarks", "skip")
+    assert options["strict"] is True and options["synthetic_size"] == 96
