@@ -14,6 +14,7 @@ input (fields: inference/records.py); the summary goes to stderr. --onnx runs
 an exported model with onnxruntime and needs no Caffe. See docs/inference.md.
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -93,8 +94,8 @@ def main(argv=None):
     try:
         counts = predict_inputs(predictor, inputs, writer.write, every=args.every, landmarks=landmarks,
                                 annotate_dir=args.annotate, group_size=16, progress=not args.quiet)
-    except BrokenPipeError:  # stdout piped into a reader that stopped (head): not an error of ours
-        sys.stderr.close()
+    except BrokenPipeError:  # stdout piped into a reader that stopped early (head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
     except BaseException:
         writer.close(keep=False)

@@ -1,0 +1,255 @@
+"""tools/predict.py and inference.Predictor on a toy model trained with the real pipeline.
+
+The synthetic dataset is prepared by data_prep/prepare.py (its images kept with
+--root), one fold is cross-validated by tools/crossval.py with a real `caffe
+train`, and predict.py then runs on the fold's test images: its probabilities
+must be the ones crossval wrote in predictions.json. prepare aligned the
+synthetic faces with their known landmarks (landmarks.csv), so predict gets the
+same file with --landmarks-csv; the dlib path is tested separately.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from data_prep import prepare
+from data_prep.synthetic import draw_face, expression_parameters, make_subject
+from inference.predictor import ModelError, Predictor
+from inference.preprocessing import ManifestError
+from inference.records import read_records
+from runtime.caffe_env import REPO_ROOT
+from tools import crossval, export_onnx, predict
+
+RUN = "synthetic_toy_l2"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    prepare.main(["--dataset", "synthetic", "--root", str(root / "faces"), "--out", str(root / "data"),
+                  "--size", "48", "--folds", "2", "--synthetic-subjects", "4", "--synthetic-images", "3",
+                  "--workers", "1", "--quiet"])
+    crossval.main(["--data", str(root / "data"), "--net", "toy", "--variant", "l2", "--folds", "1",
+                   "--iters", "60", "--batch-size", "32", "--runs-dir", str(root / "runs")])
+    run = root / "runs" / RUN
+    predictions = json.loads((run / "fold_00" / "predictions.json").read_text())
+    return {"root": root, "run": run, "fold": run / "fold_00", "data": root / "data",
+            "landmarks": root / "faces" / "landmarks.csv", "predictions": predictions,
+            "sources": [p["source"] for p in predictions]}
+
+
+@pytest.fixture(scope="module")
+def onnx_model(trained):
+    return export_onnx.main(["--run", str(trained["run"]), "--out", str(trained["root"] / "toy.onnx")])
+
+
+def _predict(argv):
+    """predict.py's records and Counts for ``argv`` (written to a JSON Lines file)."""
+    out = argv[argv.index("--out") + 1]
+    counts = predict.main(argv + ["--quiet"])
+    return read_records(out), counts
+
+
+def _by_input(records):
+    return {r["input"]: r for r in records}
+
+
+def _probabilities(record, classes):
+    return np.array([record["probabilities"][name] for name in classes])
+
+
+def test_predictions_agree_with_what_crossval_wrote(trained, tmp_path):
+    out = tmp_path / "faces.jsonl"
+    records, counts = _predict(["--model", str(trained["run"]), *trained["sources"],
+                                "--landmarks-csv", str(trained["landmarks"]), "--out", str(out)])
+    classes = json.loads((trained["data"] / "manifest.json").read_text())["classes"]
+    assert counts.faces == len(trained["predictions"]) == 36 and counts.no_face == counts.unreadable == 0
+    faces = _by_input(records)
+    for expected in trained["predictions"]:
+        record = faces[expected["source"]]
+        assert record["status"] == "face" and record["landmark_source"] == "known"
+        assert classes.index(record["label"]) == expected["prediction"]
+        np.testing.assert_allclose(_probabilities(record, classes), expected["probabilities"], rtol=0, atol=1e-6)
+    # the model tells the images apart, so agreeing is not agreeing on a constant
+    assert len({p["prediction"] for p in trained["predictions"]}) > 1
+    # ... and the comparison is sensitive: dlib's landmarks instead of the known ones change the numbers
+    detected, _ = _predict(["--model", str(trained["fold"]), *trained["sources"], "--out", str(tmp_path / "d.jsonl")])
+    moved = [np.abs(_probabilities(r, classes) - _probabilities(faces[r["input"]], classes)).max()
+             for r in detected if r["status"] == "face"]
+    assert len(moved) > 30 and np.median(moved) > 1e-3
+
+
+def test_onnx_path_runs_without_caffe_and_agrees_with_caffe(trained, onnx_model, tmp_path):
+    sources = trained["sources"][:12]
+    caffe_records, _ = _predict(["--model", str(trained["run"]), *sources, "--out", str(tmp_path / "caffe.jsonl")])
+    code = ("import sys; sys.modules['caffe'] = None\n"   # `import caffe` now raises ImportError
+            "from tools import predict\n"
+            f"predict.main({['--onnx', str(onnx_model), *sources, '--out', str(tmp_path / 'onnx.jsonl')]!r})\n"
+            "assert not any(name.startswith(('caffe_layers', 'nets')) for name in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    detected = sum(r["status"] == "face" for r in caffe_records)
+    assert detected >= 10 and f"{detected} faces classified" in done.stderr
+    onnx_records = read_records(tmp_path / "onnx.jsonl")
+    classes = list(onnx_records[0]["probabilities"])
+    assert [(r["input"], r["status"]) for r in onnx_records] == [(r["input"], r["status"]) for r in caffe_records]
+    for ours, theirs in zip(onnx_records, caffe_records):
+        if ours["status"] == "face":
+            assert ours["label"] == theirs["label"] and ours["box"] == theirs["box"]
+            np.testing.assert_allclose(_probabilities(ours, classes), _probabilities(theirs, classes), atol=1e-5)
+
+
+def test_onnx_predictor_matches_crossval_with_known_landmarks(trained, onnx_model):
+    predictor = Predictor(onnx_model)
+    from data_prep.readers.index_csv import read_landmarks_csv
+    known = read_landmarks_csv(trained["landmarks"])
+    expected = trained["predictions"][:8]
+    results = predictor.predict_many([p["source"] for p in expected], [known[p["source"]] for p in expected])
+    for result, entry in zip(results, expected):
+        (face,) = result.faces
+        np.testing.assert_allclose(face.probabilities, entry["probabilities"], atol=1e-5)
+        assert predictor.class_names.index(face.label) == entry["prediction"]
+
+
+def _synthetic_face(seed, label=3, size=96):
+    """A face of a subject the model never saw (the dataset's subjects use seeds [0, n])."""
+    rng = np.random.default_rng([99, seed])
+    subject = make_subject(rng, size)
+    image, _ = draw_face(rng, subject, expression_parameters(rng, label, subject), size)
+    return image
+
+
+def test_batched_forward_passes_give_the_single_image_results(trained):
+    images = [_synthetic_face(seed) for seed in range(5)]
+    alone = [Predictor(trained["fold"]).predict(image) for image in images]
+    batched = Predictor(trained["fold"], batch_crops=3).predict_many(images)   # crops of a face split across passes
+    assert sum(len(r.faces) for r in alone) >= 4
+    for one, many in zip(alone, batched):
+        assert [f.box for f in one.faces] == [f.box for f in many.faces]
+        for a, b in zip(one.faces, many.faces):
+            np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+            assert a.label == b.label
+
+
+def test_every_face_is_classified_and_small_faces_and_faceless_images_are_reported(trained, tmp_path):
+    left, right = _synthetic_face(1), _synthetic_face(2)
+    right = cv2.resize(right, (80, 80), interpolation=cv2.INTER_AREA)
+    pair = np.full((96, 200), 128, np.uint8)
+    pair[:, :96], pair[8:88, 110:190] = left, right
+    cv2.imwrite(str(tmp_path / "pair.png"), pair)
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((96, 96), 90, np.uint8))
+    records, counts = _predict(["--model", str(trained["run"]), str(tmp_path / "pair.png"), str(tmp_path / "blank.png"),
+                                "--out", str(tmp_path / "r.jsonl"), "--annotate", str(tmp_path / "drawn")])
+    faces = [r for r in records if r["status"] == "face"]
+    assert [r["face"] for r in faces] == [0, 1]
+    assert faces[0]["box"][2] < 100 < faces[1]["box"][0]          # the larger (left) face first
+    assert all(r["landmark_source"] == "detected" and abs(sum(r["probabilities"].values()) - 1) < 1e-6
+               for r in faces)
+    (blank,) = [r for r in records if r["input"].endswith("blank.png")]
+    assert blank["status"] == "no_face" and blank["reason"] == "no face found"
+    assert (counts.faces, counts.no_face, counts.images) == (2, 1, 2)
+    drawn = cv2.imread(str(tmp_path / "drawn" / "00000_pair.png"))
+    assert drawn.shape == (96, 200, 3) and not np.array_equal(drawn[:, :, 1], drawn[:, :, 2])  # green boxes
+
+    widths = [r["box"][2] - r["box"][0] for r in faces]
+    assert widths[0] > widths[1] + 2
+    between = str(int(round(sum(widths) / 2)))
+    records, counts = _predict(["--model", str(trained["run"]), str(tmp_path / "pair.png"), "--min-face", between,
+                                "--out", str(tmp_path / "s.jsonl")])
+    statuses = [r["status"] for r in records]
+    assert statuses == ["face", "small_face"] and counts.small_faces == 1
+    records, counts = _predict(["--model", str(trained["run"]), str(tmp_path / "pair.png"), "--min-face", "500",
+                                "--out", str(tmp_path / "n.jsonl")])
+    assert [r["status"] for r in records] == ["small_face", "small_face", "no_face"]
+    assert "narrower than the minimum 500 px" in records[0]["reason"] and counts.no_face == 1
+
+
+def test_videos_are_sampled_every_nth_frame(trained, tmp_path):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 96))
+    for seed in range(7):
+        writer.write(cv2.cvtColor(_synthetic_face(seed), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    records, counts = _predict(["--model", str(trained["run"]), str(video), "--every", "3",
+                                "--format", "jsonl", "--out", str(tmp_path / "v.jsonl")])
+    assert sorted({r["frame"] for r in records}) == [0, 3, 6]
+    assert counts.frames == 3 and counts.images == 0 and counts.faces + counts.no_face >= 3
+    predict.main(["--model", str(trained["run"]), str(video), "--every", "3", "--format", "csv",
+                  "--out", str(tmp_path / "v.csv"), "--quiet"])
+    rows = (tmp_path / "v.csv").read_text().splitlines()
+    assert rows[0].startswith("input,frame,face,status,reason,box_left") and rows[0].endswith("p_surprise,label")
+    assert len(rows) == len(records) + 1
+
+
+def test_bad_inputs_are_counted_reported_and_the_run_goes_on(trained, tmp_path, capsys):
+    folder = tmp_path / "inputs"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "sub" / "good.png"), _synthetic_face(3))
+    ok, jpeg = cv2.imencode(".jpg", _synthetic_face(4))
+    (folder / "truncated.jpg").write_bytes(jpeg.tobytes()[:len(jpeg) // 2])
+    (folder / "text.png").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "broken.mp4").write_bytes(b"\x00not a video" * 50)
+    (tmp_path / "nothing").mkdir()
+    out = tmp_path / "r.jsonl"
+    counts = predict.main(["--model", str(trained["run"]), str(folder), str(tmp_path / "missing.png"),
+                           str(tmp_path / "nothing"), "--out", str(out)])
+    records = _by_input(read_records(out))
+    reasons = {name: records[str(folder / name)]["reason"] for name in
+               ("truncated.jpg", "text.png", "empty.png", "broken.mp4")}
+    assert "truncated" in reasons["truncated.jpg"] and "cannot decode" in reasons["text.png"]
+    assert reasons["empty.png"] == "empty file" and "cannot open it as a video" in reasons["broken.mp4"]
+    assert records[str(tmp_path / "missing.png")]["reason"] == "no such file or folder"
+    assert "holds no image or video files" in records[str(tmp_path / "nothing")]["reason"]
+    assert all(r["status"] == "unreadable" for name, r in records.items() if "good" not in name)
+    assert records[str(folder / "sub" / "good.png")]["status"] in ("face", "no_face")
+    assert counts.unreadable == 6 and counts.images == 1 and counts.inputs == 7
+    assert "6 unreadable inputs" in capsys.readouterr().err
+
+
+def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path):
+    fold, manifest = trained["fold"], trained["data"] / "manifest.json"
+    # a run folder whose fold lost its caffemodel, or whose training never finished
+    broken = tmp_path / "broken_run"
+    shutil.copytree(trained["run"], broken, ignore=shutil.ignore_patterns("*.caffemodel"))
+    with pytest.raises(ModelError, match=r"has no caffemodel snapshot_iter_60.caffemodel"):
+        Predictor(broken)
+    (broken / "fold_00" / "training.json").unlink()
+    with pytest.raises(ModelError, match=r"no fold with a finished training"):
+        Predictor(broken)
+    with pytest.raises(ModelError, match=r"training did not finish"):
+        Predictor(broken / "fold_00")
+    with pytest.raises(SystemExit, match=r"predict.py: error: .*no fold with a finished training"):
+        predict.main(["--model", str(broken), "x.png"])
+    # a deploy net whose input size is not the manifest's
+    deploy = fold / "toy_l2_deploy.prototxt"
+    text = deploy.read_text()
+    assert "dim: 48\n" in text
+    wrong = tmp_path / "toy_l2_64_deploy.prototxt"
+    wrong.write_text(text.replace("dim: 48\n", "dim: 64\n"))
+    weights = fold / "snapshot_iter_60.caffemodel"
+    with pytest.raises(ModelError, match=r"takes 64x64 inputs but .*manifest.json was prepared at 48x48"):
+        Predictor(wrong, weights=weights, manifest=manifest)
+    with pytest.raises(SystemExit, match=r"takes 64x64 inputs"):
+        predict.main(["--model", str(wrong), str(weights), "--manifest", str(manifest), "x.png"])
+    with pytest.raises(ModelError, match=r"needs its caffemodel and the manifest.json"):
+        Predictor(deploy, weights=weights)
+    # a deploy net with weights and manifest given works like the run folder
+    direct = Predictor(deploy, weights=weights, manifest=manifest).predict(_synthetic_face(5))
+    via_run = Predictor(trained["run"]).predict(_synthetic_face(5))
+    np.testing.assert_array_equal([f.probabilities for f in direct.faces], [f.probabilities for f in via_run.faces])
+    # a manifest that does not say how the crops were made
+    old = json.loads(manifest.read_text())
+    del old["alignment"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ManifestError, match=r"has no 'alignment'.*prepare the dataset again"):
+        Predictor(deploy, weights=weights, manifest=tmp_path / "old.json")
+    # an ONNX model exported without metadata needs --manifest
+    bare = export_onnx.main(["--deploy", str(deploy), "--weights", str(weights), "--out", str(tmp_path / "bare.onnx")])
+    with pytest.raises(ModelError, match=r"records no prepared-dataset manifest.*--manifest"):
+        Predictor(bare)
+    assert Predictor(bare, manifest=manifest).predict(_synthetic_face(5)).faces[0].label == via_run.faces[0].label
