@@ -3,7 +3,8 @@
 For each fold of the prepared dataset: train (experiments.training), test the
 final snapshot on the fold's test LMDB (experiments.evaluation) and keep the
 fold's files in the run folder (experiments.run_folder). Finished folds are
-never redone; an interrupted fold restarts cleanly. ``summarize`` writes the
+never redone; an interrupted fold resumes from its newest valid snapshot, or
+restarts cleanly if it has none. ``summarize`` writes the
 mean ± std over folds, the pooled confusion matrix and the plots.
 """
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import PreparedDataset
 from experiments import metrics, plots
-from experiments.caffe_log import parse_caffe_log
+from experiments.caffe_train import read_training_curve
 from experiments.evaluation import evaluate, net_with_test_source
 from experiments.run_folder import (PREDICTIONS, RESULT, SUMMARY, TRAIN_LOG, crossval_run_name,
                                     prepare_run_dir, start_fold)
@@ -71,7 +72,7 @@ def run_crossval(data_dir, options, runs_dir, folds=None, name=None, gpu=None):
     for index, split in enumerate(splits):
         fold_dir = run_dir / split
         label = f"{name} {split} ({index + 1}/{len(splits)})"
-        if not start_fold(fold_dir):
+        if not start_fold(fold_dir, resume=True):
             print(f"{label}: done before, accuracy {read_json(fold_dir / RESULT)['accuracy']:.4f}")
             continue
         result = run_fold(fold_dir, dataset, split, options, gpu=gpu, label=label)
@@ -105,8 +106,7 @@ def summarize(run_dir, fold_names, class_names):
                          title=f"{run_dir.name}: pooled confusion (%)")
     if len(set(labels)) > 1:
         plots.plot_roc({run_dir.name: (probabilities, labels)}, run_dir / "roc.png")
-    logs = {name: parse_caffe_log((run_dir / name / TRAIN_LOG).read_text(errors="replace"))
-            for name in fold_names}
+    logs = {name: read_training_curve(run_dir / name / TRAIN_LOG) for name in fold_names}
     plots.plot_training_curves(logs, run_dir / "training.png", title=run_dir.name)
     return summary
 
