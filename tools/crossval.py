@@ -1,16 +1,20 @@
 """Person-independent K-fold cross-validation of one net and variant.
 
     python tools/crossval.py --data data/prepared/ckplus --net resnet --variant l2_center \
-        [--folds 10] [--iters N] [--weights W] [--gpu ID] [--runs-dir runs] [--name NAME]
+        [--folds 10] [--iters N] [--weights W] [--seed S] [--transferred-lr-mult R]
+        [--snapshot-every K] [--gpu ID] [--runs-dir runs] [--name NAME]
 
 For each fold of the prepared dataset: write that fold's nets and solver into
 ``<runs-dir>/<name>/fold_XX/``, run ``caffe train`` in its own process (log in
 ``train.log``), test the final snapshot on the fold's test LMDB (an image's
 prediction is the mean softmax over its crops) and write ``predictions.json``
 and ``result.json``. Finished folds are never redone; an interrupted fold
-restarts cleanly. At the end, prints and writes (``summary.json``) the mean ±
-std of the fold accuracies and the pooled confusion matrix, and draws
-``confusion.png``, ``roc.png`` and ``training.png``. FER2013's official split
+resumes from its newest valid snapshot (every --snapshot-every iterations),
+or restarts cleanly if it has none. Connection-pruning variants (``*_cp``)
+train twice per fold: unpruned, then pruned from those trained weights. At
+the end, prints and writes (``summary.json``) the mean ± std of the fold
+accuracies and the pooled confusion matrix, and draws ``confusion.png``,
+``roc.png`` and ``training.png``. FER2013's official split
 trains on Training, watches PublicTest and tests on PrivateTest.
 """
 import argparse

@@ -20,12 +20,30 @@ def add_training_arguments(parser):
                         help="iterations between learning-rate steps (default: the paper's 4000)")
     parser.add_argument("--weights", type=Path, default=None,
                         help="pretrained .caffemodel to fine-tune from (caffe train -weights)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the solver's random_seed (default: the solver's 2019); recorded in "
+                             "config.json, one run folder per seed")
+    parser.add_argument("--transferred-lr-mult", type=float, default=None,
+                        help="lr_mult of the transferred trunk MI relative to FC1/FC2 (Eq. 8's "
+                             "mu_1 / mu_2; default 1: the paper gives no values)")
+    parser.add_argument("--snapshot-every", type=int, default=None,
+                        help="snapshot interval in iterations, the most a kill loses (default: "
+                             "per net, about 4 minutes at the paper's solver; see "
+                             "docs/experiments.md)")
     parser.add_argument("--gpu", type=int, default=None, help="GPU id (default: CPU)")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
                         help="where run folders go (default: <repo>/runs)")
 
 
 def training_options(args):
+    if args.snapshot_every is not None and args.snapshot_every < 1:
+        raise SystemExit(f"error: --snapshot-every {args.snapshot_every}: give a positive "
+                         "iteration count")
+    if args.transferred_lr_mult is not None and args.transferred_lr_mult < 0:
+        raise SystemExit(f"error: --transferred-lr-mult {args.transferred_lr_mult}: give a "
+                         "number >= 0")
     return TrainingOptions(net=args.net, variant=args.variant, iters=args.iters,
                            batch_size=args.batch_size, base_lr=args.base_lr, stepsize=args.stepsize,
-                           weights=args.weights)
+                           weights=args.weights, seed=args.seed,
+                           transferred_lr_mult=args.transferred_lr_mult,
+                           snapshot_every=args.snapshot_every)
