@@ -21,6 +21,7 @@ from data_prep.synthetic import draw_face, expression_parameters, make_subject
 from inference.predictor import ModelError, Predictor
 from inference.preprocessing import ManifestError
 from inference.records import read_records
+from inference.report_example import predict_example_markdown, write_example_faces
 from runtime.caffe_env import REPO_ROOT
 from tools import crossval, export_onnx, predict
 
@@ -253,3 +254,16 @@ def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path
     with pytest.raises(ModelError, match=r"records no prepared-dataset manifest.*--manifest"):
         Predictor(bare)
     assert Predictor(bare, manifest=manifest).predict(_synthetic_face(5)).faces[0].label == via_run.faces[0].label
+
+
+def test_the_report_example_shows_predict_py_output_on_unseen_generated_faces(trained, tmp_path):
+    images = write_example_faces(tmp_path / "faces")
+    text = predict_example_markdown(trained["run"], images)
+    assert f"python tools/predict.py --model {trained['run']} {tmp_path / 'faces'}/ --out faces.jsonl" in text
+    records, _ = _predict(["--model", str(trained["run"]), str(tmp_path / "faces"), "--out", str(tmp_path / "f.jsonl")])
+    rows = [line for line in text.splitlines() if line.startswith("| face01_")]
+    assert len(rows) == len(records) == 6
+    for row, record in zip(rows, records):
+        assert row.startswith(f"| {record['input'].rsplit('/', 1)[1]} |")
+        assert (f"| {record['label']} | {max(record['probabilities'].values()):.2f} |" in row
+                if record["status"] == "face" else f"{record['status']}: " in row)
