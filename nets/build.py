@@ -5,6 +5,7 @@ The paper's notation (Table 1) maps onto every net the same way: z = FC1's
 input (the trunk's output), V = FC1's weights, x = FC1's output = FC2's input,
 W = FC2's (the classifier's) weights. ``roles()`` names those blobs and layers.
 """
+import dataclasses
 from dataclasses import dataclass
 
 from nets import blocks
@@ -214,7 +215,12 @@ class ExperimentNets:
 
 
 def _options(options):
-    return options if isinstance(options, BuildOptions) else BuildOptions(**options)
+    known = {field.name for field in dataclasses.fields(BuildOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown net option(s) {', '.join(map(repr, unknown))}; "
+                         f"the options are {', '.join(sorted(known))} (docs/nets.md)")
+    return BuildOptions(**options)
 
 
 def _train_val(net, variant, num_classes, train_source, test_source, input_size, batch_size,

@@ -84,6 +84,8 @@ def test_transferred_lr_mult_scales_the_trunk_only():
     assert not default["relu1a"].param
     with pytest.raises(ValueError, match="transferred_lr_mult must be a number >= 0"):
         train_val_net("toy", "l2", transferred_lr_mult=-1)
+    with pytest.raises(ValueError, match="unknown net option.*'transfered_lr_mult'"):
+        train_val_net("toy", "l2", transfered_lr_mult=0.1)
 
 
 def center_records(rng, n, num_classes=6, size=48):
