@@ -1,14 +1,20 @@
 """Cross-database generalisation (the paper's Table 12): train on one database, test on others.
 
 The net is trained once (``train/``) and its final snapshot is tested on every
-test database. The training set is every image of the training database (the
-union of its first fold's train and test LMDBs); each test set is every image
-of a test database (the union of its folds' test LMDBs). Labels are matched by
-class name: test images of a class the training database lacks (e.g. neutral
-when training on six-class Oulu-CASIA) are left out and counted in the results.
+test database. A database prepared with folds contributes every image: as the
+training database the union of its first fold's train and test LMDBs, as a
+test database the union of its folds' test LMDBs. A database with only an
+official split (FER2013) trains on its Training part while the test phase
+watches PublicTest, and is tested on PrivateTest. A training database without
+a validation set has the test phase watch the first test database (the final
+snapshot is tested, so nothing is selected on it). Labels are matched by class
+name: test images of a class the training database lacks (e.g. neutral when
+training on six-class Oulu-CASIA) are left out and counted in the results.
 The run folder follows experiments.run_folder: ``config.json``, ``train/``
-(nets, solver, train.log, snapshot), ``test_<dataset>/`` (predictions.json,
-result.json), ``data/`` (the merged LMDBs) and ``summary.json``.
+(nets, solver, train.log, snapshots; resumed after a kill), ``test_<dataset>/``
+(predictions.json, result.json), ``data/`` (the merged LMDBs) and
+``summary.json``. ``print_confusions`` prints each test's confusion matrix
+(the paper's Table 13 is FER2013 -> CK+).
 """
 import shutil
 from pathlib import Path
@@ -16,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.lmdb_io import lmdb_record_count, read_lmdb, write_lmdb
-from data_prep.prepared import PreparedDataset, lmdb_name, parse_key
+from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
+from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name, parse_key
 from experiments.evaluation import evaluate, net_with_test_source
 from experiments.run_folder import (RESULT, SUMMARY, TRAINING, crossdb_run_name, prepare_run_dir,
                                     start_fold, trained_snapshot)
@@ -24,16 +31,20 @@ from experiments.training import FoldData, train_fold
 from runtime.files import read_json, write_json_atomic
 
 
-def _fold_splits(dataset):
+def test_splits(dataset):
+    """The splits whose test parts form a test database: every fold, else the official split."""
     splits = dataset.fold_splits()
-    if not splits:
-        raise SystemExit(f"error: {dataset.root} has no folds; prepare it with --folds K")
-    return splits
+    if splits:
+        return splits
+    if OFFICIAL_SPLIT in dataset.splits():
+        return [OFFICIAL_SPLIT]
+    raise SystemExit(f"error: {dataset.root} has neither folds nor an official split (its splits: "
+                     f"{dataset.splits()}); prepare it with --split folds --folds K")
 
 
 def merged_training_lmdb(dataset, out_path, seed=0):
     """All records of a prepared dataset (fold_00's train + test), shuffled, as one LMDB."""
-    split = _fold_splits(dataset)[0]
+    split = dataset.fold_splits()[0]
     records = []
     for part in ("train", "test"):
         records.extend((image, label) for _, image, label in read_lmdb(dataset.lmdb(split, part)))
@@ -43,14 +54,14 @@ def merged_training_lmdb(dataset, out_path, seed=0):
 
 
 def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out):
-    """Every test item of every fold, relabelled to the training classes.
+    """Every test item of every fold (or of the official split), relabelled to the training classes.
 
     Returns (records written, items kept, items left out per class name).
     """
     class_index = {name: i for i, name in enumerate(train_classes)}
     kept_items, left_out, records = [], {}, []
     seen = set()
-    for split in _fold_splits(dataset):
+    for split in test_splits(dataset):
         relabel = {}
         for entry in dataset.items(split, "test"):
             name = dataset.classes[entry["label"]]
@@ -75,6 +86,25 @@ def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out):
     return count, len(kept_items), left_out
 
 
+def training_lmdbs(train_set, data_dir):
+    """(train LMDB, LMDB its test phase watches or None) of the training database.
+
+    With folds: every image, merged once into ``data_dir``; None: watch the
+    first test database. Official split: Training, watching PublicTest.
+    """
+    if train_set.fold_splits():
+        train_lmdb = data_dir / lmdb_name("train")
+        if not (train_lmdb / "data.mdb").is_file():  # write_lmdb writes atomically
+            merged_training_lmdb(train_set, train_lmdb)
+        return train_lmdb, None
+    if OFFICIAL_SPLIT in train_set.splits():
+        watch = (train_set.lmdb(OFFICIAL_SPLIT, "val") if train_set.has_validation(OFFICIAL_SPLIT)
+                 else None)
+        return train_set.lmdb(OFFICIAL_SPLIT, "train"), watch
+    raise SystemExit(f"error: {train_set.root} has neither folds nor an official split (its "
+                     f"splits: {train_set.splits()}); prepare it with --split folds --folds K")
+
+
 def run_config(train_set, test_sets, options):
     return {"tool": "crossdb", "data": str(train_set.root.resolve()), "dataset": train_set.name,
             "num_classes": train_set.num_classes, "image_size": train_set.image_size,
@@ -94,9 +124,7 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
     run_dir = prepare_run_dir(Path(runs_dir) / name, run_config(train_set, test_sets, options))
     data_dir = run_dir / "data"
     data_dir.mkdir(exist_ok=True)
-    train_lmdb = data_dir / lmdb_name("train")
-    if not (train_lmdb / "data.mdb").is_file():
-        merged_training_lmdb(train_set, train_lmdb)
+    train_lmdb, watch_lmdb = training_lmdbs(train_set, data_dir)
 
     merged = []
     for test_set in test_sets:
@@ -109,9 +137,8 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
         merged.append((test_name, test_set.name, lmdb_path, items_path, left_out_path))
 
     fold_dir = run_dir / "train"
-    if start_fold(fold_dir, marker=TRAINING):
-        # The test phase during training watches the first test database.
-        watched = merged[0][2]
+    if start_fold(fold_dir, marker=TRAINING, resume=True):
+        watched = watch_lmdb or merged[0][2]
         train_fold(fold_dir, FoldData(train_lmdb=train_lmdb, watch_lmdb=watched,
                                       watch_records=lmdb_record_count(watched),
                                       num_classes=train_set.num_classes,
@@ -131,6 +158,29 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
         tests[test_name] = result
         print(f"{name} -> {dataset}: accuracy {100 * result['accuracy']:.2f} % "
               f"on {result['test_images']} images (left out: {result['left_out'] or 'none'})")
-    write_json_atomic(run_dir / SUMMARY, {"tests": tests})
+    write_json_atomic(run_dir / SUMMARY, {"tests": tests, "classes": train_set.classes})
     print(f"results: {run_dir}")
     return tests
+
+
+def confusion_lines(result, classes):
+    """A test's confusion matrix as text: rows true class, columns predicted (the training
+    database's ``classes``), % of each row (the paper's Table 13 form), each row's image count."""
+    abbreviations = dict(zip(CLASS_NAMES, CLASS_ABBREVIATIONS))
+    names = [abbreviations.get(name, name[:6]) for name in classes]
+    confusion = np.array(result["confusion"], dtype=np.int64)
+    lines = [f"{result['dataset']}: confusion (%, rows true, columns predicted)",
+             "      " + "".join(f"{name:>7}" for name in names) + "      n"]
+    for name, row in zip(names, confusion):
+        total = row.sum()
+        if total == 0:  # a training class the test database lacks
+            continue
+        lines.append(f"  {name:>4}" + "".join(f"{100 * v / total:7.2f}" for v in row)
+                     + f"{total:7d}")
+    return lines
+
+
+def print_confusions(tests, classes):
+    """Print every test's confusion matrix (Table 13: train FER2013, test CK+)."""
+    for result in tests.values():
+        print("\n".join(confusion_lines(result, classes)))

@@ -2,6 +2,7 @@
 real `caffe train` runs; tools/report.py on their run folders."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,3 +158,77 @@ def test_an_official_split_trains_watches_validation_and_tests_once(tmp_path):
     val = json.loads((run / "validation" / "result.json").read_text())
     assert result["val_accuracy"] == val["accuracy"]
     assert summary["folds"] == ["official"] and summary["std_accuracy"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def fer2013(tmp_path_factory):
+    return build_prepared_dataset(tmp_path_factory.mktemp("fer") / "fer", official=True,
+                                  dataset="fer2013")
+
+
+def _printed_confusion(out, dataset):
+    """The rows crossdb.py printed for ``dataset``: {class abbreviation: (percentages, n)}."""
+    lines = out[out.index(f"{dataset}: confusion (%, rows true, columns predicted)"):].splitlines()
+    rows = {}
+    for line in lines[2:]:
+        fields = line.split()
+        if len(fields) != 8 or not fields[-1].isdigit():
+            break
+        rows[fields[0]] = ([float(v) for v in fields[1:7]], int(fields[7]))
+    return rows
+
+
+def test_crossdb_trains_on_fer2013_training_watching_publictest(fer2013, prepared, tmp_path, capsys):
+    tests = crossdb.main(["--train-data", str(fer2013), "--test-data", str(prepared), "--net", "toy",
+                          "--variant", "l2", "--runs-dir", str(tmp_path), *ITERS])
+    run = tmp_path / "crossdb_fer2013_toy_l2"
+    train_val = (run / "train" / "toy_l2_train_val.prototxt").read_text()
+    assert f'source: "{fer2013 / "official" / "train_lmdb"}"' in train_val
+    assert f'source: "{fer2013 / "official" / "val_lmdb"}"' in train_val   # PublicTest watched
+    predictions = json.loads((run / "test_tiny" / "predictions.json").read_text())
+    assert len(predictions) == 6 * 6 * 2       # a database with folds: every image
+    result = tests["test_tiny"]
+    assert result["accuracy"] > 0.5
+    # Table 13's form: rows true, % of each row, as the saved predictions give.
+    rows = _printed_confusion(capsys.readouterr().out, "tiny")
+    assert list(rows) == ["An", "Di", "Fe", "Ha", "Sa", "Su"]
+    for label, (percentages, count) in enumerate(rows.values()):
+        mine = [p["prediction"] for p in predictions if p["label"] == label]
+        assert count == len(mine) == 12
+        assert percentages == pytest.approx([100 * mine.count(c) / count for c in range(6)], abs=0.01)
+
+
+def test_crossdb_tests_fer2013_on_privatetest(fer2013, prepared, tmp_path, capsys):
+    tests = crossdb.main(["--train-data", str(prepared), "--test-data", str(fer2013), "--net", "toy",
+                          "--variant", "l2", "--runs-dir", str(tmp_path), *ITERS])
+    predictions = json.loads((tmp_path / "crossdb_tiny_toy_l2" / "test_fer2013" / "predictions.json").read_text())
+    private = json.loads((fer2013 / "official" / "test_items.json").read_text())
+    assert sorted(p["item"] for p in predictions) == sorted(e["item"] for e in private)
+    assert tests["test_fer2013"]["test_images"] == len(private)
+    assert sum(n for _, n in _printed_confusion(capsys.readouterr().out, "fer2013").values()) == len(private)
+
+
+def test_seed_and_transferred_lr_mult_reach_the_solver_the_nets_and_config(prepared, tmp_path):
+    crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "softmax", "--folds", "1",
+                   "--iters", "10", "--batch-size", "16", "--seed", "7",
+                   "--transferred-lr-mult", "0.25", "--runs-dir", str(tmp_path)])
+    run = tmp_path / "tiny_toy_softmax"
+    config = json.loads((run / "config.json").read_text())
+    assert config["seed"] == 7 and config["transferred_lr_mult"] == 0.25
+    assert "random_seed: 7\n" in (run / "fold_00" / "toy_softmax_solver.prototxt").read_text()
+    train_val = (run / "fold_00" / "toy_softmax_train_val.prototxt").read_text()
+    conv = train_val[train_val.index('name: "conv1"'):]
+    assert re.search(r"lr_mult: 0\.25\b", conv[:conv.index("layer {")])
+
+
+def test_a_run_folder_from_before_an_option_existed_is_reused_at_its_default(prepared, tmp_path):
+    from experiments.run_folder import prepare_run_dir
+    from experiments.training import TrainingOptions
+    config = {"tool": "crossval", **TrainingOptions(net="toy", variant="l2").config()}
+    assert config["seed"] is None and config["transferred_lr_mult"] is None
+    old = {key: value for key, value in config.items() if key not in ("seed", "transferred_lr_mult")}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+    prepare_run_dir(tmp_path / "run", config)
+    with pytest.raises(SystemExit, match="different configuration.*seed"):
+        prepare_run_dir(tmp_path / "run", dict(config, seed=3))

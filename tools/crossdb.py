@@ -3,16 +3,21 @@ test on others.
 
     python tools/crossdb.py --train-data data/prepared/oulu \
         --test-data data/prepared/ckplus data/prepared/mmi --net resnet --variant l2_center \
-        [--iters N] [--weights W] [--gpu ID] [--runs-dir runs] [--name NAME]
+        [--iters N] [--weights W] [--seed S] [--snapshot-every K] [--gpu ID] [--runs-dir runs]
+        [--name NAME]
 
 The net is trained once on every image of the training database and tested on
 every image of each test database, classes matched by name (a class the
-training database lacks is left out and counted). See experiments/crossdb.py.
+training database lacks is left out and counted). FER2013's official split
+trains on Training (watching PublicTest) and is tested on PrivateTest. Prints
+each test's confusion matrix (rows true; Table 13 is FER2013 -> CK+). An
+interrupted training resumes from its newest snapshot. See experiments/crossdb.py.
 """
 import argparse
 from pathlib import Path
 
-from experiments.crossdb import run_crossdb
+from data_prep.prepared import PreparedDataset
+from experiments.crossdb import print_confusions, run_crossdb
 from tools.training_args import add_training_arguments, training_options
 
 
@@ -30,8 +35,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    return run_crossdb(args.train_data, args.test_data, training_options(args), args.runs_dir,
-                       name=args.name, gpu=args.gpu)
+    tests = run_crossdb(args.train_data, args.test_data, training_options(args), args.runs_dir,
+                        name=args.name, gpu=args.gpu)
+    print_confusions(tests, PreparedDataset.open(args.train_data).classes)
+    return tests
 
 
 if __name__ == "__main__":
