@@ -53,6 +53,8 @@ class TrainingOptions:
     seed: the solver's random_seed (None: nets.solvers.DEFAULT_RANDOM_SEED).
     transferred_lr_mult: Eq. 8's mu_1 / mu_2, the lr_mult of the transferred
     trunk MI relative to FC1 and FC2 (None: nets.catalog's 1).
+    scale: the name of the solver preset the run belongs to (tools/reproduce.py's
+    --scale; None for a run set by hand), a label recorded in config.json.
     snapshot_every: snapshot interval in iterations (None: default_snapshot_every);
     it does not change what is trained, so it is not part of config().
     """
@@ -65,6 +67,7 @@ class TrainingOptions:
     weights: Optional[Path] = None
     seed: Optional[int] = None
     transferred_lr_mult: Optional[float] = None
+    scale: Optional[str] = None
     snapshot_every: Optional[int] = None
 
     def __post_init__(self):
@@ -81,7 +84,8 @@ class TrainingOptions:
         return {"net": self.net, "variant": self.variant, "iters": self.iters,
                 "batch_size": self.batch_size, "base_lr": self.base_lr, "stepsize": self.stepsize,
                 "weights": str(Path(self.weights).resolve()) if self.weights else None,
-                "seed": self.seed, "transferred_lr_mult": self.transferred_lr_mult}
+                "seed": self.seed, "transferred_lr_mult": self.transferred_lr_mult,
+                "scale": self.scale}
 
     def solver_overrides(self):
         overrides = {}

@@ -26,6 +26,9 @@ def add_training_arguments(parser):
     parser.add_argument("--transferred-lr-mult", type=float, default=None,
                         help="lr_mult of the transferred trunk MI relative to FC1/FC2 (Eq. 8's "
                              "mu_1 / mu_2; default 1: the paper gives no values)")
+    parser.add_argument("--scale", default=None,
+                        help="name of the solver preset the run belongs to (tools/reproduce.py's "
+                             "--scale), a label recorded in config.json")
     parser.add_argument("--snapshot-every", type=int, default=None,
                         help="snapshot interval in iterations, the most a kill loses (default: "
                              "per net, about 4 minutes at the paper's solver; see "
@@ -45,5 +48,5 @@ def training_options(args):
     return TrainingOptions(net=args.net, variant=args.variant, iters=args.iters,
                            batch_size=args.batch_size, base_lr=args.base_lr, stepsize=args.stepsize,
                            weights=args.weights, seed=args.seed,
-                           transferred_lr_mult=args.transferred_lr_mult,
+                           transferred_lr_mult=args.transferred_lr_mult, scale=args.scale,
                            snapshot_every=args.snapshot_every)
