@@ -226,7 +226,8 @@ def test_a_run_folder_from_before_an_option_existed_is_reused_at_its_default(pre
     from experiments.training import TrainingOptions
     config = {"tool": "crossval", **TrainingOptions(net="toy", variant="l2").config()}
     assert config["seed"] is None and config["transferred_lr_mult"] is None
-    old = {key: value for key, value in config.items() if key not in ("seed", "transferred_lr_mult", "scale")}
+    added = ("seed", "transferred_lr_mult", "scale")
+    old = {key: value for key, value in config.items() if key not in added}
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps(old))
     prepare_run_dir(tmp_path / "run", config)
