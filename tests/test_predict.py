@@ -267,3 +267,26 @@ def test_the_report_example_shows_predict_py_output_on_unseen_generated_faces(tr
         assert row.startswith(f"| {record['input'].rsplit('/', 1)[1]} |")
         assert (f"| {record['label']} | {max(record['probabilities'].values()):.2f} |" in row
                 if record["status"] == "face" else f"{record['status']}: " in row)
+
+
+@pytest.mark.parametrize("mode", ["detected", "known", "none"])
+def test_face_crops_are_the_crops_prepare_makes(trained, tmp_path, mode):
+    from dataclasses import replace
+
+    from data_prep.items import Item
+    from data_prep.pipeline import process_item
+    from data_prep.readers.index_csv import read_landmarks_csv
+    from inference.preprocessing import FaceCropper, prep_config_from_manifest
+
+    manifest = json.loads((trained["data"] / "manifest.json").read_text())
+    config = prep_config_from_manifest(manifest)
+    assert (config.size, config.crops, config.gray, config.align) == (48, 4, "std", "landmarks")
+    if mode == "none":
+        config = replace(config, align="none")
+    source = trained["sources"][0]
+    marks = read_landmarks_csv(trained["landmarks"])[source] if mode == "known" else None
+    prepared = process_item(0, Item(source, 0, "S01", source, landmarks=marks), config)
+    faces, _ = FaceCropper(config).faces(cv2.imread(source, cv2.IMREAD_GRAYSCALE), marks)
+    assert prepared.alignment == {"detected": "detected", "known": "known", "none": "none"}[mode]
+    assert faces[0].source == {"detected": "detected", "known": "known", "none": "frame"}[mode]
+    np.testing.assert_array_equal(faces[0].crops, prepared.crops)
