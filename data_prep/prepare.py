@@ -106,7 +106,8 @@ def build_parser():
     db.add_argument("--keep-contempt", action="store_true", default=None,
                     help="ckplus/ckplus48/csv: keep contempt as label 7 (dropped by default, as in the paper)")
     db.add_argument("--ckplus-neutral", choices=NEUTRAL_MODES, help="ckplus: neutral images = the first frame "
-                    "of each labelled sequence (default), of each subject's first sequence, or none")
+                    "of each subject's first labelled sequence (subject, the default: the paper's 106), of "
+                    "each labelled sequence (sequence: 309), or none")
     db.add_argument("--peak-frames", type=int, help="ckplus/oulu: last frames of a sequence used (default 3)")
     db.add_argument("--oulu-camera", choices=sorted(CAMERAS), help="oulu: NIR (default) or VIS")
     db.add_argument("--oulu-light", choices=LIGHTS, help="oulu: Strong (default), Weak or Dark")
@@ -116,8 +117,9 @@ def build_parser():
     db.add_argument("--synthetic-images", type=int, help="synthetic: images per subject and expression (default 8)")
     db.add_argument("--synthetic-size", type=int, help="synthetic: side of the drawn images (default 96)")
     run = parser.add_argument_group("running")
-    run.add_argument("--strict", action="store_true", help="treat the data-quality audit's warnings as "
-                     "errors: stop before anything is written (see docs/data.md, Data-quality audit)")
+    run.add_argument("--strict", action="store_true", help="treat the data-quality audit's warnings (and, for "
+                     "mmi, an index that does not follow the paper's selection) as errors: stop before anything "
+                     "is written (see docs/data.md)")
     run.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                      help="processes for detection and alignment (default: all cores)")
     run.add_argument("--chunk-size", type=int, default=8, help="images per task sent to a worker (default 8)")

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from data_prep.labels import class_names
-from data_prep.readers.ckplus import read_ckplus, read_ckplus48
+from data_prep.readers.ckplus import NEUTRAL_DEFAULT, read_ckplus, read_ckplus48
 from data_prep.readers.fer2013 import read_fer2013
-from data_prep.readers.index_csv import read_csv_dataset, read_mmi
+from data_prep.readers.index_csv import mmi_check_text, read_csv_dataset, read_mmi
 from data_prep.readers.oulu import read_oulu
 from data_prep.synthetic import LANDMARKS_FILE, write_dataset
 
@@ -79,7 +79,13 @@ def _read_oulu(root, options):
 
 
 def _read_mmi(root, options):
-    return read_mmi(root, options.index, options.landmarks_csv)
+    # The index is checked against the paper's selection (205 sequences x 3 peak
+    # frames); --strict makes a mismatch an error, otherwise it is printed.
+    result = read_mmi(root, options.index, options.landmarks_csv, strict=bool(getattr(options, "strict", False)))
+    report = result.info.get("index_check")
+    if report and not report["matches"] and not getattr(options, "quiet", True):
+        print(mmi_check_text(options.index or Path(root) / "mmi_index.csv", report))
+    return result
 
 
 def _read_csv(root, options):
@@ -104,7 +110,7 @@ def _read_synthetic(root, options):
     return result
 
 
-_CKPLUS_OPTIONS = {"keep_contempt": False, "ckplus_neutral": "sequence", "peak_frames": 3}
+_CKPLUS_OPTIONS = {"keep_contempt": False, "ckplus_neutral": NEUTRAL_DEFAULT, "peak_frames": 3}
 _ENTRIES = (
     Dataset("fer2013", "FER2013", "fer2013.csv (emotion,pixels,Usage) or the image-folder export "
             "train/<class>/Training_* and test/<class>/{PublicTest,PrivateTest}_*",

@@ -168,8 +168,9 @@ def test_ckplus_with_detection_fallback_corrupt_and_duplicate_frames(tmp_path, a
     cv2.imwrite(str(no_face), cv2.GaussianBlur(rng.integers(0, 256, (160, 160)).astype(np.uint8), (0, 0), 2))
     duplicate = frames / "S037" / "002" / "S037_002_00000002.png"
     duplicate.write_bytes((frames / "S037" / "001" / "S037_001_00000002.png").read_bytes())
+    # One neutral image per sequence (not the per-subject default) so every frame rule is exercised.
     run("--dataset", "ckplus", "--root", root, "--out", tmp_path / "out", "--folds", 3, "--crops", 1,
-        "--size", 96, "--gray", "none", "--workers", 1)
+        "--size", 96, "--gray", "none", "--workers", 1, "--ckplus-neutral", "sequence")
     manifest = check_prepared_folder(tmp_path / "out", crops=1, size=96)
     assert manifest["num_classes"] == 7
     skipped = {Path(s["source"]).name: s["reason"] for s in manifest["skipped"]}
