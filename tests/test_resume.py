@@ -72,9 +72,11 @@ def test_a_fold_killed_after_a_snapshot_resumes_from_it(prepared, tmp_path):
                        if snapshot_problem(fold / f"snapshot_iter_{i}.solverstate") is None)
     assert EVERY <= resume_from < ITERS
     assert not (fold / "result.json").is_file()
+    (fold / "leftover.tmp").write_text("from the killed run")
 
     crossval.main(cmd[2:])
     curve = _check_finished(fold)
+    assert not (fold / "leftover.tmp").exists()
     assert segment_starts(fold / "train.log") == [0, resume_from]
     text = (fold / "train.log").read_text()
     resumed = text[text.rindex("# start iteration"):]
@@ -112,3 +114,16 @@ def test_a_snapshot_cut_short_is_set_aside_and_the_previous_one_used(prepared, t
     _check_finished(fold)
     assert segment_starts(fold / "train.log") == [0, previous]
     assert (fold / f"snapshot_iter_{latest}.caffemodel.corrupt").is_file()
+
+
+def test_snapshots_of_other_nets_are_never_resumed(prepared, tmp_path):
+    cmd, fold = _train_and_kill(prepared, tmp_path, after_iteration=EVERY + DISPLAY)
+    # As if the project's net definitions had changed since the snapshots were taken.
+    train_val = fold / "toy_softmax_train_val.prototxt"
+    edited = train_val.read_text().replace("lr_mult: 1.0", "lr_mult: 3.0", 1)
+    train_val.write_text(edited)
+    snapshots = sorted(path.name for path in fold.glob("snapshot_iter_*"))
+    with pytest.raises(SystemExit, match="snapshots trained with other nets or solver"):
+        crossval.main(cmd[2:])
+    assert train_val.read_text() == edited
+    assert sorted(path.name for path in fold.glob("snapshot_iter_*")) == snapshots
