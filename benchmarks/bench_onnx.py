@@ -4,7 +4,8 @@
                                               [--repeats 10] [--no-save]
 
 For each case NET:VARIANT:BATCH it builds the committed deploy net with
-random weights, exports it with inference.onnx_export, and times a forward
+random weights (the classifier scaled so that the softmax is neither
+uniform nor one-hot), exports it with inference.onnx_export, and times a forward
 pass of a BATCH of generated faces (data_prep.synthetic) with pycaffe
 (``net.forward()``, CPU) and with OnnxClassifier.probabilities (onnxruntime,
 CPU provider): the median over --repeats after one warm-up pass, as images
@@ -48,10 +49,12 @@ def faces(count, size):
     return np.stack(images[:count])[:, np.newaxis].astype(np.float32)
 
 
-def random_model(caffe, folder, net, variant, seed=0):
-    """(deploy path, caffemodel path): He-scaled random weights, random biases."""
+def random_model(caffe, folder, net, variant, batch, seed=0):
+    """(deploy path, caffemodel path): He-scaled random weights, random biases, and the classifier
+    scaled to logits of std 3 on ``batch`` (a softmax neither uniform nor one-hot)."""
+    net_param = deploy_net(net, variant)
     deploy = Path(folder) / f"{net}_{variant}_deploy.prototxt"
-    deploy.write_text(text_format.MessageToString(deploy_net(net, variant)))
+    deploy.write_text(text_format.MessageToString(net_param))
     model = caffe.Net(str(deploy), caffe.TEST)
     rng = np.random.default_rng(seed)
     for blobs in model.params.values():
@@ -60,6 +63,14 @@ def random_model(caffe, folder, net, variant, seed=0):
             weights[...] = rng.normal(0.0, np.sqrt(2.0 / np.prod(weights.shape[1:])), weights.shape)
         for bias in blobs[1:]:
             bias.data[...] = rng.normal(0.0, 0.1, bias.data.shape)
+    (logits,) = [layer.bottom[0] for layer in net_param.layer if layer.type == "Softmax"]
+    (classifier,) = [layer.name for layer in net_param.layer if logits in layer.top]
+    model.blobs["data"].reshape(*batch.shape)
+    model.blobs["data"].data[...] = batch
+    model.forward()
+    factor = 3.0 / float(model.blobs[logits].data.std())
+    for blob in model.params[classifier]:
+        blob.data[...] *= factor
     weights_path = Path(folder) / f"{net}_{variant}.caffemodel"
     model.save(str(weights_path))
     return deploy, weights_path
@@ -76,9 +87,9 @@ def median_seconds(run, repeats):
 
 
 def bench_case(caffe, folder, net, variant, batch_size, repeats):
-    deploy, weights = random_model(caffe, folder, net, variant)
-    onnx_path = export_onnx(deploy, weights, Path(folder) / f"{net}_{variant}.onnx")
     batch = faces(batch_size, NETS[net].input_size)
+    deploy, weights = random_model(caffe, folder, net, variant, batch)
+    onnx_path = export_onnx(deploy, weights, Path(folder) / f"{net}_{variant}.onnx")
     model = caffe.Net(str(deploy), str(weights), caffe.TEST)
     model.blobs["data"].reshape(*batch.shape)
     model.blobs["data"].data[...] = batch
@@ -125,12 +136,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     caffe = import_caffe()
     caffe.set_mode_cpu()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         rows = [bench_case(caffe, folder, net, variant, batch, args.repeats)
                 for net, variant, batch in args.cases]
     load = os.getloadavg()
     header = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, "
-              f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min, after the runs), "
+              f"load {load_before:.1f} before, {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after (1/5/15 min), "
               f"median of {args.repeats} after a warm-up")
     text = f"{header}\n\n{table(rows)}\n"
     print(text)

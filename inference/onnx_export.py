@@ -187,7 +187,7 @@ def _shaped(array, shape, layer, source):
     return array.reshape(shape)
 
 
-def _spatial(values, single, default, name):
+def _spatial(values, single, default):
     """Caffe's repeated (kernel_size / pad / stride) or *_h/*_w fields as [h, w]."""
     if single is not None:
         return list(single)
@@ -245,10 +245,10 @@ def _convert_concat(g, layer, weights, source):
 
 def _convert_convolution(g, layer, weights, source):
     p = layer.convolution_param
-    kernel = _spatial(p.kernel_size, [p.kernel_h, p.kernel_w] if p.kernel_h else None, 1, "kernel")
-    pad = _spatial(p.pad, [p.pad_h, p.pad_w] if p.pad_h or p.pad_w else None, 0, "pad")
-    stride = _spatial(p.stride, [p.stride_h, p.stride_w] if p.stride_h else None, 1, "stride")
-    dilation = _spatial(p.dilation, None, 1, "dilation")
+    kernel = _spatial(p.kernel_size, [p.kernel_h, p.kernel_w] if p.kernel_h else None, 1)
+    pad = _spatial(p.pad, [p.pad_h, p.pad_w] if p.pad_h or p.pad_w else None, 0)
+    stride = _spatial(p.stride, [p.stride_h, p.stride_w] if p.stride_h else None, 1)
+    dilation = _spatial(p.dilation, None, 1)
     bottom_shape = g.shapes[layer.bottom[0]]
     if len(bottom_shape) != 4 or p.axis != 1:
         raise OnnxExportError(f"error: {source}: Convolution layer {layer.name!r} is not a 2-D "
@@ -337,11 +337,11 @@ def _convert_pooling(g, layer, weights, source):
         kernel, pad, stride = [height, width], [0, 0], [1, 1]
     else:
         kernel = _spatial([p.kernel_size] if p.HasField("kernel_size") else [],
-                          [p.kernel_h, p.kernel_w] if p.kernel_h else None, 1, "kernel")
+                          [p.kernel_h, p.kernel_w] if p.kernel_h else None, 1)
         pad = _spatial([p.pad] if p.HasField("pad") else [],
-                       [p.pad_h, p.pad_w] if p.pad_h or p.pad_w else None, 0, "pad")
+                       [p.pad_h, p.pad_w] if p.pad_h or p.pad_w else None, 0)
         stride = _spatial([p.stride] if p.HasField("stride") else [],
-                          [p.stride_h, p.stride_w] if p.stride_h else None, 1, "stride")
+                          [p.stride_h, p.stride_w] if p.stride_h else None, 1)
     pooled = [caffe_pooled_size(s, k, q, t) for s, k, q, t in zip((height, width), kernel, pad, stride)]
     # ONNX rounds down; the end padding that makes ONNX's floor give Caffe's size covers the
     # windows Caffe lets hang over the image's bottom/right edge.
