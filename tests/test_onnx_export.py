@@ -16,7 +16,9 @@ import pytest
 from google.protobuf import text_format
 
 from data_prep import synthetic
-from data_prep.prepared import MANIFEST
+from data_prep.lmdb_io import read_lmdb
+from data_prep.prepared import MANIFEST, PreparedDataset
+from experiments.evaluation import predict_items
 from experiments.run_folder import CONFIG, TRAINING, snapshot_path
 from inference.onnx_export import (MANIFEST_KEYS_LEFT_OUT, OnnxExportError, caffe_pooled_size,
                                    export_onnx, read_metadata)
@@ -25,6 +27,8 @@ from nets import deploy_net, file_names
 from nets.catalog import NETS, VARIANTS
 from runtime.caffe_env import REPO_ROOT
 from runtime.files import write_json_atomic
+from tests.prepared_fixture import CLASSES, build_prepared_dataset
+from tools import crossval
 from tools import export_onnx as export_tool
 
 # One variant per distinct deploy forward pass (checked by test_representatives_cover_every_variant):
@@ -295,7 +299,7 @@ def make_run(tmp_path, deploy, weights):
                 "num_classes": 6, "image_size": 48, "crops": {"train": 10, "test": 10},
                 "template": {"eye_distance": 0.4}, "gray_normalisation": "in-net",
                 "splits": {"fold_00": {"train": 100}}, "counts": {"An": 10}, "skipped": [{"path": "x"}],
-                "fallbacks": []}
+                "fallbacks": [], "duplicates": [["a.png", "b.png"]]}
     write_json_atomic(data / MANIFEST, manifest)
     run = tmp_path / "runs" / "synthetic-48_toy_l2norm_adaptive"
     fold = run / "fold_00"
@@ -320,7 +324,8 @@ def test_export_tool_on_a_run_folder(caffe, tmp_path, toy_model, capsys):
     assert metadata["run"]["fold"] == "fold_00"
     assert metadata["run"]["weights"] == "snapshot_iter_5.caffemodel"
     assert metadata["manifest"] == {k: v for k, v in manifest.items() if k not in MANIFEST_KEYS_LEFT_OUT}
-    assert "splits" not in metadata["manifest"] and metadata["manifest"]["template"]
+    assert metadata["manifest"]["template"]
+    assert not {"splits", "skipped", "duplicates"} & set(metadata["manifest"])
     classifier = OnnxClassifier(out)
     assert classifier.class_names == manifest["classes"]
     expected = caffe_probabilities(caffe, deploy, weights, batch)
@@ -339,3 +344,25 @@ def test_export_tool_on_deploy_and_weights(tmp_path, toy_model):
     assert OnnxClassifier(out).probabilities(batch).shape == (6, 6)
     with pytest.raises(SystemExit):
         export_tool.main(["--deploy", str(deploy), "--out", str(tmp_path / "y.onnx")])
+
+
+def test_export_of_a_trained_run_reproduces_its_predictions(tmp_path):
+    """A real tiny crossval run (caffe train, learned alpha): the ONNX model, fed the fold's test
+    LMDB and averaged over crops as evaluation does, gives the run's predictions.json."""
+    prepared = build_prepared_dataset(tmp_path / "tiny")
+    crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2norm_adaptive",
+                   "--runs-dir", str(tmp_path / "runs"), "--folds", "1", "--iters", "40",
+                   "--batch-size", "16", "--base-lr", "0.01"])
+    run = tmp_path / "runs" / "tiny_toy_l2norm_adaptive"
+    out = export_tool.main(["--run", str(run), "--out", str(tmp_path / "tiny.onnx")])
+    classifier = OnnxClassifier(out)
+    assert classifier.class_names == list(CLASSES)
+    keys, images, labels = zip(*read_lmdb(PreparedDataset.open(prepared).lmdb("fold_00", "test")))
+    items = predict_items(list(keys), classifier.probabilities(np.stack(images)), np.array(labels))
+    predictions = json.loads((run / "fold_00" / "predictions.json").read_text())
+    assert len(predictions) == len(items) > 0
+    for expected in predictions:
+        probabilities, label = items[expected["item"]]
+        assert label == expected["label"]
+        assert np.abs(probabilities - expected["probabilities"]).max() < 1e-5
+        assert int(np.argmax(probabilities)) == expected["prediction"]
