@@ -26,7 +26,7 @@ from pathlib import Path
 
 from data_prep import prepare
 from inference.batch import predict_inputs
-from inference.media import expand_inputs
+from inference.media import expand_inputs, read_gray
 from inference.onnx_export import export_onnx
 from inference.predictor import Predictor
 from inference.report_example import write_example_faces
@@ -77,16 +77,11 @@ def measure(predictor, inputs):
     wall, cpu = time.perf_counter(), time.process_time()
     counts = predict_inputs(predictor, inputs, lambda record: None, progress=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    crops = [face.crops for path in inputs for face in predictor.cropper.faces(_read(path))[0]]
+    crops = [face.crops for item in inputs for face in predictor.cropper.faces(read_gray(item.path))[0]]
     forward_wall, forward_cpu = time.perf_counter(), time.process_time()
     predictor.face_probabilities(crops)
     forward_wall, forward_cpu = time.perf_counter() - forward_wall, time.process_time() - forward_cpu
     return counts.faces, wall, cpu, len(crops) / forward_wall, 1000 * forward_cpu / max(1, len(crops))
-
-
-def _read(item):
-    from inference.media import read_gray
-    return read_gray(item.path)
 
 
 def main(argv=None):
