@@ -19,7 +19,7 @@ The model's backend (inference.caffe_backend.CaffeClassifier or
 inference.onnx_runtime.OnnxClassifier) is imported only when it is used, so
 the ONNX path runs where Caffe is not installed.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -138,13 +138,16 @@ class Predictor:
         recorded none).
     gpu: Caffe device id (None: CPU). min_face, fallback: see
         inference.preprocessing.FaceCropper. batch_crops: crops per forward pass.
+    detect_max_side: detect faces at up to this shorter side (default: the
+        manifest's, what prepare used); raise it to find small faces in large
+        photos (the crops are cut at full resolution either way).
 
     Attributes: class_names, input_size, backend ("caffe" or "onnx"),
     description (which files were loaded), manifest, config (PrepConfig).
     """
 
     def __init__(self, model, weights=None, manifest=None, fold=None, gpu=None, min_face=20,
-                 fallback="report", batch_crops=256):
+                 fallback="report", batch_crops=256, detect_max_side=None):
         model = Path(model)
         if batch_crops < 1:
             raise ValueError(f"batch_crops must be >= 1, got {batch_crops}")
@@ -154,6 +157,11 @@ class Predictor:
         else:
             self._load_caffe(model, weights, manifest, fold, gpu)
         self.config = prep_config_from_manifest(self.manifest, origin=str(self.manifest_origin))
+        if detect_max_side is not None:
+            if detect_max_side < self.config.detect_min_side:
+                raise ValueError(f"detect_max_side must be >= the manifest's detect_min_side "
+                                 f"{self.config.detect_min_side}, got {detect_max_side}")
+            self.config = replace(self.config, detect_max_side=int(detect_max_side))
         if self.classifier.input_size != self.config.size:
             raise ModelError(f"error: {self.model_file} takes {self.classifier.input_size}x"
                              f"{self.classifier.input_size} inputs but {self.manifest_origin} was prepared at "

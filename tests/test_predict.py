@@ -290,3 +290,14 @@ def test_face_crops_are_the_crops_prepare_makes(trained, tmp_path, mode):
     assert prepared.alignment == {"detected": "detected", "known": "known", "none": "none"}[mode]
     assert faces[0].source == {"detected": "detected", "known": "known", "none": "frame"}[mode]
     np.testing.assert_array_equal(faces[0].crops, prepared.crops)
+
+
+def test_detect_max_side_finds_small_faces_in_large_photos(trained):
+    photo = np.full((1200, 1600), 120, np.uint8)
+    photo[500:692, 700:892] = cv2.resize(_synthetic_face(1), (192, 192), interpolation=cv2.INTER_CUBIC)
+    # prepare's detection size (320) shrinks this face below what dlib's HOG detector finds
+    assert Predictor(trained["run"]).predict(photo).faces == []
+    (face,) = Predictor(trained["run"], detect_max_side=1200).predict(photo).faces
+    assert 700 <= face.box[0] < face.box[2] <= 892 and 500 <= face.box[1] < face.box[3] <= 692
+    with pytest.raises(ValueError, match="detect_max_side must be >= the manifest's detect_min_side 160"):
+        Predictor(trained["run"], detect_max_side=100)

@@ -48,6 +48,9 @@ def parse_args(argv=None):
                         "as in prepare.py")
     parser.add_argument("--min-face", type=int, default=20,
                         help="faces narrower than this many pixels are reported, not classified (default 20)")
+    parser.add_argument("--detect-max-side", type=int, default=None,
+                        help="detect faces in images downscaled to this shorter side (default: the manifest's, "
+                        "as prepare.py detected; raise it to find small faces in large photos)")
     parser.add_argument("--fallback", choices=FALLBACKS, default="report",
                         help="no face found: report it (default) or, as prepare.py's --fallback frame, "
                         "classify the whole image as the face")
@@ -73,10 +76,11 @@ def load_predictor(args):
         if args.gpu is not None or args.fold is not None:
             raise ModelError("error: --gpu and --fold go with --model (Caffe), not with --onnx")
         return Predictor(args.onnx, manifest=args.manifest, min_face=args.min_face, fallback=args.fallback,
-                         batch_crops=args.batch_size)
+                         batch_crops=args.batch_size, detect_max_side=args.detect_max_side)
     weights = args.model[1] if len(args.model) == 2 else None
     return Predictor(args.model[0], weights=weights, manifest=args.manifest, fold=args.fold, gpu=args.gpu,
-                     min_face=args.min_face, fallback=args.fallback, batch_crops=args.batch_size)
+                     min_face=args.min_face, fallback=args.fallback, batch_crops=args.batch_size,
+                     detect_max_side=args.detect_max_side)
 
 
 def main(argv=None):
