@@ -2,10 +2,14 @@
 
 Images and sampled video frames are gathered into groups of ``group_size``;
 the crops of every face in a group go through the net in the same forward
-passes (Predictor.predict_many). Nothing is dropped: every unreadable input,
+passes (Predictor.classify). With ``workers`` > 1 the faces of a group are
+found and cropped (dlib, the CPU-bound part) in that many processes, each
+with its own FaceCropper, as data_prep.pipeline spreads prepare's work. Nothing is dropped: every unreadable input,
 every image or frame without a classified face and every face too small to
 classify gets its record (inference.records), and ``Counts`` adds them up.
 """
+import functools
+import multiprocessing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import cv2
 from tqdm import tqdm
 
 from inference.media import ImageError, VideoError, read_colour, read_gray, video_frames
+from inference.preprocessing import FaceCropper
 from inference.records import annotate, face_record, issue_record
 
 
@@ -69,14 +74,44 @@ def _units(inputs, every, landmarks, want_colour, bar):
             yield _Unit(number, item.path, None, gray, read_colour(item.path) if want_colour else None, marks)
 
 
+@functools.lru_cache(maxsize=2)
+def _worker_cropper(config, min_face, fallback):
+    """A worker process's FaceCropper, built once per process and setting (dlib's models load once)."""
+    return FaceCropper(config, min_face=min_face, fallback=fallback)
+
+
+def _crop_in_worker(settings, image):
+    gray, marks = image
+    return _worker_cropper(*settings).faces(gray, marks)
+
+
+def _init_worker():
+    cv2.setNumThreads(1)   # the parallelism is the processes
+
+
 def predict_inputs(predictor, inputs, write, every=1, landmarks=None, annotate_dir=None, group_size=16,
-                   progress=True):
+                   progress=True, workers=1):
     """Predict every input (media.Input list), calling ``write(record)`` in input order; returns Counts.
 
     landmarks: {resolved image path: five known points} (data_prep's landmarks
     CSV) for images whose faces are not to be detected.
     annotate_dir: folder for copies of the images/frames with boxes and labels drawn.
+    workers: processes that find and crop the faces (1: this process).
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        return _predict_inputs(predictor, inputs, write, every, landmarks, annotate_dir, group_size, progress,
+                               lambda images: [predictor.cropper.faces(gray, marks) for gray, marks in images])
+    cropper = predictor.cropper
+    crop = functools.partial(_crop_in_worker, (cropper.config, cropper.min_face, cropper.fallback))
+    # spawn: the parent runs OpenBLAS / onnxruntime threads, which fork does not copy safely
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        return _predict_inputs(predictor, inputs, write, every, landmarks, annotate_dir, group_size * workers,
+                               progress, lambda images: pool.map(crop, images))
+
+
+def _predict_inputs(predictor, inputs, write, every, landmarks, annotate_dir, group_size, progress, find_faces):
     counts = Counts(inputs=len(inputs))
     annotate_dir = None if annotate_dir is None else Path(annotate_dir)
     if annotate_dir is not None:
@@ -84,7 +119,7 @@ def predict_inputs(predictor, inputs, write, every=1, landmarks=None, annotate_d
 
     def flush(group):
         images = [unit for unit in group if unit.reason is None]
-        results = iter(predictor.predict_many([u.gray for u in images], [u.landmarks for u in images]))
+        results = iter(predictor.classify(find_faces([(u.gray, u.landmarks) for u in images])))
         for unit in group:
             if unit.reason is not None:
                 counts.unreadable += 1

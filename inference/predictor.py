@@ -243,7 +243,10 @@ class Predictor:
         landmarks = [None] * len(images) if landmarks is None else list(landmarks)
         if len(landmarks) != len(images):
             raise ValueError(f"{len(landmarks)} landmark entries for {len(images)} images")
-        found = [self.cropper.faces(_gray(image), marks) for image, marks in zip(images, landmarks)]
+        return self.classify([self.cropper.faces(_gray(image), marks) for image, marks in zip(images, landmarks)])
+
+    def classify(self, found):
+        """ImagePrediction per (faces, small faces) pair of FaceCropper.faces; all crops in shared passes."""
         faces = [face for image_faces, _ in found for face in image_faces]
         probabilities = self.face_probabilities([face.crops for face in faces])
         results, start = [], 0

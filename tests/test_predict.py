@@ -301,3 +301,23 @@ def test_detect_max_side_finds_small_faces_in_large_photos(trained):
     assert 700 <= face.box[0] < face.box[2] <= 892 and 500 <= face.box[1] < face.box[3] <= 692
     with pytest.raises(ValueError, match="detect_max_side must be >= the manifest's detect_min_side 160"):
         Predictor(trained["run"], detect_max_side=100)
+
+
+def test_worker_processes_give_the_records_of_one_process(trained, tmp_path):
+    from inference.batch import predict_inputs
+    from inference.media import expand_inputs
+
+    for seed in range(6):
+        cv2.imwrite(str(tmp_path / f"face{seed}.png"), _synthetic_face(seed))
+    (tmp_path / "broken.png").write_text("not an image")
+    predictor = Predictor(trained["run"])
+    inputs = expand_inputs([tmp_path])
+    alone, spread = [], []
+    one = predict_inputs(predictor, inputs, alone.append, progress=False)
+    two = predict_inputs(predictor, inputs, spread.append, progress=False, workers=2, group_size=2)
+    assert one == two and one.unreadable == 1 and one.faces >= 5
+    assert [(r["input"], r["status"], r["box"], r["label"]) for r in alone] == \
+        [(r["input"], r["status"], r["box"], r["label"]) for r in spread]
+    for a, b in zip(alone, spread):
+        if a["status"] == "face":
+            np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-6)

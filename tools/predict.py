@@ -55,6 +55,8 @@ def parse_args(argv=None):
                         help="no face found: report it (default) or, as prepare.py's --fallback frame, "
                         "classify the whole image as the face")
     parser.add_argument("--batch-size", type=int, default=256, help="crops per forward pass (default 256)")
+    parser.add_argument("--workers", type=int, default=1, help="processes that detect and crop the faces "
+                        "(default 1; each loads dlib's models, worth it for many images)")
     parser.add_argument("--gpu", type=int, default=None, help="Caffe GPU id (default: CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
@@ -66,8 +68,8 @@ def parse_args(argv=None):
         args.model, args.inputs = args.model[:count], args.model[count:] + args.inputs
     if not args.inputs:
         parser.error("give at least one INPUT (image, folder or video)")
-    if args.every < 1 or args.batch_size < 1:
-        parser.error("--every and --batch-size must be >= 1")
+    if args.every < 1 or args.batch_size < 1 or args.workers < 1:
+        parser.error("--every, --batch-size and --workers must be >= 1")
     return args
 
 
@@ -97,7 +99,8 @@ def main(argv=None):
     writer = RecordWriter(args.format, predictor.class_names, path=args.out)
     try:
         counts = predict_inputs(predictor, inputs, writer.write, every=args.every, landmarks=landmarks,
-                                annotate_dir=args.annotate, group_size=16, progress=not args.quiet)
+                                annotate_dir=args.annotate, group_size=16, progress=not args.quiet,
+                                workers=args.workers)
     except BrokenPipeError:  # stdout piped into a reader that stopped early (head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
