@@ -24,20 +24,32 @@ EXAMPLE_SEED = 20190101
 
 
 def write_example_faces(folder, expressions=6, subjects=1, size=128, seed=EXAMPLE_SEED):
-    """Write one face per expression and subject into the new folder ``folder``; returns their paths."""
+    """One face per expression and subject in ``folder``; returns their paths.
+
+    The faces are deterministic: a folder holding exactly these files already
+    (a rerun) is reused; a folder holding anything else is refused.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=False)
-    paths = []
+    names = [f"face{number + 1:02d}_{CLASS_NAMES[label]}.png"
+             for number in range(subjects) for label in range(expressions)]
+    if folder.exists():
+        present = sorted(p.name for p in folder.iterdir())
+        if present == sorted(names):
+            return [folder / name for name in names]
+        raise FileExistsError(f"{folder} exists and holds other files than the example faces; "
+                              "choose a new folder")
+    tmp = folder.with_name(f".{folder.name}.partial")
+    tmp.mkdir(parents=True, exist_ok=True)
     for number in range(subjects):
         rng = np.random.default_rng([seed, number])
         subject = make_subject(rng, size)
         for label in range(expressions):
             image, _ = draw_face(rng, subject, expression_parameters(rng, label, subject), size)
-            path = folder / f"face{number + 1:02d}_{CLASS_NAMES[label]}.png"
+            path = tmp / f"face{number + 1:02d}_{CLASS_NAMES[label]}.png"
             if not cv2.imwrite(str(path), image):
                 raise OSError(f"cannot write {path}")
-            paths.append(path)
-    return paths
+    tmp.rename(folder)   # all faces or none: a rerun after an interruption starts again
+    return [folder / name for name in names]
 
 
 def predict_example_markdown(run_dir, images, fold=None):

@@ -258,6 +258,7 @@ def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path
 
 def test_the_report_example_shows_predict_py_output_on_unseen_generated_faces(trained, tmp_path):
     images = write_example_faces(tmp_path / "faces")
+    assert write_example_faces(tmp_path / "faces") == images   # a rerun reuses them
     text = predict_example_markdown(trained["run"], images)
     assert f"python tools/predict.py --model {trained['run']} {tmp_path / 'faces'}/ --out faces.jsonl" in text
     records, _ = _predict(["--model", str(trained["run"]), str(tmp_path / "faces"), "--out", str(tmp_path / "f.jsonl")])
@@ -267,6 +268,9 @@ def test_the_report_example_shows_predict_py_output_on_unseen_generated_faces(tr
         assert row.startswith(f"| {record['input'].rsplit('/', 1)[1]} |")
         assert (f"| {record['label']} | {max(record['probabilities'].values()):.2f} |" in row
                 if record["status"] == "face" else f"{record['status']}: " in row)
+    (tmp_path / "faces" / "extra.png").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="holds other files than the example faces"):
+        write_example_faces(tmp_path / "faces")
 
 
 @pytest.mark.parametrize("mode", ["detected", "known", "none"])
