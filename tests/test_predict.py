@@ -325,3 +325,12 @@ def test_worker_processes_give_the_records_of_one_process(trained, tmp_path):
     for a, b in zip(alone, spread):
         if a["status"] == "face":
             np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-6)
+
+
+def test_without_caffe_the_caffe_path_says_to_use_onnx(trained):
+    code = ("import sys; sys.modules['caffe'] = None\n"
+            "from tools import predict\n"
+            f"predict.main(['--model', {str(trained['run'])!r}, 'x.png'])\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "pycaffe cannot be imported" in done.stderr and "with --onnx" in done.stderr

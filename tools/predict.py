@@ -23,6 +23,7 @@ from inference.media import expand_inputs
 from inference.preprocessing import FALLBACKS, ManifestError
 from inference.predictor import ModelError, Predictor
 from inference.records import FORMATS, RecordWriter
+from runtime.caffe_env import CaffeNotAvailable
 
 
 def parse_args(argv=None):
@@ -93,7 +94,10 @@ def main(argv=None):
         if args.landmarks_csv is not None:
             from data_prep.readers.index_csv import read_landmarks_csv
             landmarks = read_landmarks_csv(args.landmarks_csv)
-    except (ModelError, ManifestError, ValueError) as exc:  # every model/manifest error says what to do
+    except CaffeNotAvailable as exc:
+        raise SystemExit(f"predict.py: {exc}; or, without Caffe, run a model exported by "
+                         "tools/export_onnx.py with --onnx") from None
+    except (ModelError, ManifestError, ValueError) as exc:  # each says what to do
         raise SystemExit(f"predict.py: {exc}") from None
     inputs = expand_inputs(args.inputs)
     writer = RecordWriter(args.format, predictor.class_names, path=args.out)
