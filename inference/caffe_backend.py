@@ -7,6 +7,9 @@ probabilities are the float64 softmax of the net's logits blob (the input of
 its ``prob`` layer), computed as experiments.evaluation computes them, so that
 a prediction and the cross-validation's scores of the same crops agree.
 """
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,18 @@ def _logits_blob(net_param, deploy):
                          "written by nets/ (nets.build.deploy_from_test)")
 
 
+def gpu_problem(gpu):
+    """None if pycaffe can run on GPU ``gpu``, else what goes wrong (probed in a child process:
+    a CPU-only Caffe or a missing device aborts the process that asks)."""
+    code = f"import caffe; caffe.set_device({int(gpu)}); caffe.set_mode_gpu(); caffe.Net"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "GLOG_minloglevel": "0"})
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("***")]
+    return lines[-1].split("] ", 1)[-1] if lines else f"exit status {done.returncode}"
+
+
 class CaffeClassifier:
     """A deploy net with trained weights; ``gpu``: device id, None for the CPU."""
 
@@ -63,6 +78,10 @@ class CaffeClassifier:
         if gpu is None:
             caffe.set_mode_cpu()
         else:
+            problem = gpu_problem(gpu)
+            if problem is not None:
+                raise DeployNetError(f"error: Caffe cannot use GPU {gpu} ({problem}); run on the CPU "
+                                     "(leave out --gpu) or use a Caffe built with CUDA")
             caffe.set_device(int(gpu))
             caffe.set_mode_gpu()
         try:

@@ -334,3 +334,17 @@ def test_without_caffe_the_caffe_path_says_to_use_onnx(trained):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 1
     assert "pycaffe cannot be imported" in done.stderr and "with --onnx" in done.stderr
+
+
+def test_gpu_is_used_or_refused_with_a_clear_error(trained):
+    from inference.caffe_backend import gpu_problem
+
+    face = _synthetic_face(5)
+    problem = gpu_problem(0)
+    if problem is None:   # a CUDA Caffe with a device: the GPU gives the CPU's probabilities
+        on_gpu = Predictor(trained["run"], gpu=0).predict(face)
+        on_cpu = Predictor(trained["run"]).predict(face)
+        np.testing.assert_allclose(on_gpu.faces[0].probabilities, on_cpu.faces[0].probabilities, atol=1e-5)
+    else:                 # a CPU-only Caffe would abort the process: refused before, saying why
+        with pytest.raises(ValueError, match=r"Caffe cannot use GPU 0 \(.+\); run on the CPU \(leave out --gpu\)"):
+            Predictor(trained["run"], gpu=0)
