@@ -1,0 +1,119 @@
+"""Reproduce one of the paper's tables or figures: run every cell, then write it beside the paper.
+
+    python tools/reproduce.py --table 3 --data fer2013=data/prepared/fer2013-112 \
+        --data fer2013=data/prepared/fer2013-224 [--scale paper|cpu|smoke] [--seeds 3] \
+        [--nets cnn48] [--variants softmax l2] [--jobs 2 | --gpus 0,1 | --cluster slurm] [--dry-run]
+
+Tables 2-16 and figures fig8, fig9 (experiments/tables.py says which runs fill
+each). ``--data NAME=FOLDER`` maps the paper's databases (fer2013, ckplus,
+oulu, mmi) to prepared folders; give a name once per image size the table's
+nets need (ResNet 112, VGG 224, toy and cnn48 48). Finished runs and folds are
+reused, so the command resumes a killed table. Results: table_<N>.md/.csv/.json
+and plots in --out (default <runs-dir>/table_<N>/).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from experiments import reproduce
+from experiments.protocol import check_dataset
+from experiments.table_report import cell_results, write_table
+from experiments.tables import TABLES
+from nets.catalog import NETS, VARIANTS
+from runtime.caffe_env import REPO_ROOT
+
+
+def _data_pair(text):
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=FOLDER, e.g. fer2013=data/prepared/fer2013-112")
+    return name, Path(folder).expanduser()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", required=True, choices=list(TABLES), help="table number or fig8/fig9")
+    parser.add_argument("--data", type=_data_pair, action="append", default=[],
+                        help="NAME=FOLDER: a prepared dataset for the paper's database NAME (repeatable)")
+    parser.add_argument("--scale", choices=sorted(reproduce.SCALES), default="paper",
+                        help="solver preset: " + "; ".join(f"{s.name}: {s.note}"
+                                                           for s in reproduce.SCALES.values()))
+    parser.add_argument("--seeds", type=int, default=1, help="runs per cell, seeds 1..N (default 1)")
+    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=None,
+                        help="run the table with these nets instead of its own (e.g. cnn48 on a CPU)")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None,
+                        help="only these columns (variants) of the table")
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "reproduce",
+                        help="where run folders go (default <repo>/runs/reproduce)")
+    parser.add_argument("--out", type=Path, default=None, help="where the table goes")
+    parallel = parser.add_mutually_exclusive_group()
+    parallel.add_argument("--jobs", type=int, default=1, help="runs side by side on the CPU")
+    parallel.add_argument("--gpus", default=None, help="comma-separated GPU ids, one caffe train on each")
+    parallel.add_argument("--cluster", choices=("slurm", "local"), default=None,
+                          help="submit the runs with submitit (local: its local executor)")
+    parser.add_argument("--cluster-folder", type=Path, default=None,
+                        help="submitit's log folder (default <runs-dir>/submitit)")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells and their commands only")
+    return parser.parse_args(argv)
+
+
+def cluster_executor(kind, folder):
+    import submitit  # only needed for --cluster
+    executor = submitit.AutoExecutor(folder=folder) if kind == "slurm" else submitit.LocalExecutor(folder=folder)
+    # One run per job; Python layers keep a run on one GPU.
+    executor.update_parameters(timeout_min=24 * 60, **({"gpus_per_node": 1} if kind == "slurm" else {}))
+    return executor
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    table = TABLES[args.table]
+    scale = reproduce.SCALES[args.scale]
+    cells = reproduce.select_cells(table, args.nets, args.variants)
+    seeds = list(range(1, args.seeds + 1))
+    jobs = reproduce.jobs_for(cells, seeds)
+    folders = reproduce.data_folders(args.data) if not args.dry_run else _existing_folders(args.data)
+    print(f"Table {table.number}: {table.title}; {len(cells)} cell(s) x {len(seeds)} seed(s) = "
+          f"{len(jobs)} run(s), scale {scale.name} ({scale.note})")
+    if args.dry_run:
+        for cell in cells:
+            print(f"  cell {cell.row} / {cell.column}: {cell.kind} {cell.net} {cell.variant} on {cell.data}"
+                  + (f" -> {cell.test}" if cell.test else "")
+                  + (f" (paper {cell.paper:.2f})" if cell.paper is not None else ""))
+        for job in jobs:
+            print("  " + reproduce.job_command(job, scale, args.runs_dir, folders))
+        return jobs
+    needed = {cell.data for cell in cells} | {c.finetune_from for c in cells if c.finetune_from} | {
+        d for c in cells if c.kind == "crossdb" for d in reproduce.DATABASES if d != c.data}
+    missing = sorted(needed - set(folders))
+    if missing:
+        raise SystemExit(f"error: table {table.number} needs prepared datasets for {', '.join(missing)}; "
+                         "pass --data NAME=FOLDER for each (prepare them with data_prep/prepare.py)")
+    executor = cluster_executor(args.cluster, args.cluster_folder or args.runs_dir / "submitit") \
+        if args.cluster else None
+    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    done = reproduce.run_jobs(jobs, scale, args.runs_dir, args.data, parallel=args.jobs, gpus=gpus,
+                              executor=executor)
+    run_dirs_of = lambda cell: [done[reproduce.Job(cell.kind, cell.net, cell.variant, cell.data, seed,
+                                                   cell.finetune_from)] for seed in seeds]
+    rows = cell_results(table, cells, run_dirs_of)
+    checks = {}
+    for name in sorted(needed):
+        for dataset in folders[name]:
+            if dataset.image_size in {NETS[c.net].input_size for c in cells}:
+                checks[f"{name} ({dataset.image_size} px)"] = check_dataset(dataset.root, progress=True)
+    reference = reproduce.reference_net(list(table.cells)) if args.nets else None
+    path = write_table(table, rows, args.out or args.runs_dir / f"table_{table.number}",
+                       [reproduce.job_command(job, scale, args.runs_dir, folders) for job in jobs],
+                       scale, checks, reference=reference)
+    print(f"table: {path}")
+    return path
+
+
+def _existing_folders(pairs):
+    return reproduce.data_folders([(n, f) for n, f in pairs if (Path(f) / "manifest.json").is_file()])
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
