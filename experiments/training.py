@@ -36,8 +36,8 @@ from runtime.files import read_json, write_json_atomic, write_text_atomic
 # about 66 ms for the ResNet -> 1000 x 66 ms = 66 s.
 SNAPSHOT_EVERY_CPU = {"toy": 2000, "resnet": 50, "vgg": 5}
 SNAPSHOT_EVERY_GPU = 1000
-# Snapshots kept while training (the final one is always kept): the newest may
-# be cut short by a kill, the one before it is then complete.
+# Snapshots kept while training: the newest may be cut short by a kill, the one
+# before it is then complete. A finished training keeps its final one only.
 SNAPSHOTS_KEPT = 2
 _SOLVER_SNAPSHOT_LINE = re.compile(r"^snapshot: \d+\n", re.MULTILINE)
 
@@ -226,11 +226,12 @@ def _train(folder, data, options, weights, gpu, label, unpruned=False):
                             snapshot=solverstate_path(folder, start) if start else None,
                             start_iteration=start or 0, gpu=gpu, progress=progress)
             bar.update(max_iter - bar.n)
-    remove_old_snapshots(folder, SNAPSHOTS_KEPT)
     write_json_atomic(training_path, {
         "iterations": max_iter, "snapshot_every": snapshot_every,
         # Every (re)start; the wall time is that of this process's segment only.
         "segments": segment_starts(folder / TRAIN_LOG) if (folder / TRAIN_LOG).is_file() else [],
         "train_seconds": round(time.time() - started, 1),
         "weights": str(weights) if weights else None})
+    # Finished: only the final snapshot is needed any more.
+    remove_old_snapshots(folder, keep=1)
     return paths["train_val"], final_snapshot(folder, max_iter)
