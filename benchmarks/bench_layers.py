@@ -1,4 +1,4 @@
-"""Speed of the Python layers (caffe_layers/) beside one face-ResNet training iteration.
+"""Speed of the Python layers (caffe_layers/) beside one training step of the project's resnet.
 
     .venv/bin/python benchmarks/bench_layers.py [--batch 64] [--dims 512 4096] [--repeats 20]
                                             [--resnet-batch 64] [--resnet-repeats 3] [--no-save]
@@ -9,18 +9,17 @@ end=)`` on a net of Input layers and the layer), median over --repeats after a
 warm-up pass. The layers are timed at the shapes the paper's nets give them:
 the sparseness, center and L2-normalisation layers on N×D features, and the
 connection-pruning MaskedInnerProduct as W (D -> 7 classes) and as V (the
-FC1 layer: 512×6×6 -> 512 for the ResNet, 4096 -> 4096 for VGG-16), beside
-Caffe's own InnerProduct of the same shape; and the hidden-unit variant
-(^{H,S}): one FeatureSparsenessLoss over the outputs of all 20 convolutions of
-the face ResNet below.
+FC1 layer: the resnet's z -> 512, vgg's 4096 -> 4096), beside Caffe's own
+InnerProduct of the same shape; and the hidden-unit variant (^{H,S}): one
+FeatureSparsenessLoss over all the resnet's hidden blobs.
 
-The reference is one forward + backward of a SphereFace-20-style face ResNet
-built here with NetSpec (1×96×96 input; 3×3 stride-2 convolutions to 64, 128,
-256, 512 channels, each followed by 1, 2, 4, 1 residual units of two 3×3
-convolutions, PReLU; 512×6×6 -> FC 512 -> FC 7, softmax loss) at
---resnet-batch (default 64, the paper's batch size); a smaller batch is scaled
-linearly to --batch and the table says so. The share column is layer time /
-ResNet iteration time.
+The reference is one training step (forward + backward) of the project's face
+ResNet as the experiments build it (nets.build, at its training input
+112x112; benchmarks.bench_train.caffe_timing_net: the TRAIN phase with Input
+layers in place of the LMDB) at --resnet-batch (default 64, the paper's batch
+size); a smaller batch is scaled linearly to --batch and the table says so.
+The share column is layer time / ResNet iteration time. FC1's input sizes and
+the hidden-unit blobs are the resnet's and vgg's own (nets.build.roles).
 
 Prints a table and appends it, with the date, machine and load, to
 benchmarks/layers.md.
@@ -29,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -37,12 +35,22 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench_train import caffe_timing_net, machine_description
+from nets.build import roles
 from runtime.caffe_env import REPO_ROOT, import_caffe
 
 RESULTS = REPO_ROOT / "benchmarks" / "layers.md"
 CLASSES = 7
-RESNET_STAGES = ((64, 1), (128, 2), (256, 4), (512, 1))
-FC1_INPUTS = {512: 512 * 6 * 6, 4096: 4096}  # V's input size: ResNet's conv map, VGG's fc6
+
+
+# FC1's width (the 512-d x of the resnet, the 4096-d x of vgg) -> the net whose FC1 it is
+FC1_NETS = {512: "resnet", 4096: "vgg"}
+
+
+def fc1_input_size(dim):
+    """Size of z, FC1's input, in the net whose FC1 is ``dim`` wide (else ``dim``)."""
+    net = FC1_NETS.get(dim)
+    return int(np.prod(roles(net).z_shape)) if net else dim
 
 
 def python_layer(L, bottoms, module, cls, params, loss):
@@ -53,7 +61,7 @@ def python_layer(L, bottoms, module, cls, params, loss):
 
 def layer_cases(batch, dim):
     """(row label, builder(NetSpec, L) -> name of the timed layer, inputs {blob: shape})."""
-    fc1_in = FC1_INPUTS.get(dim, dim)
+    fc1_in = fc1_input_size(dim)
 
     def sparse(p):
         def build(n, L):
@@ -95,12 +103,14 @@ def layer_cases(batch, dim):
     ]
 
 
-def hidden_unit_case(batch):
-    """FeatureSparsenessLoss on every conv output of the face ResNet (the ^{H,S} variants)."""
-    shapes, size = [], 96
-    for channels, units in RESNET_STAGES:
-        size //= 2
-        shapes += [(batch, channels, size, size)] * (1 + 2 * units)
+def hidden_unit_case(caffe, folder, batch):
+    """FeatureSparsenessLoss on every hidden blob of the resnet (the ^{H,S} variants: the
+    residual units' outputs and x, nets.build.roles), at their shapes in that net."""
+    net_param, net_roles = caffe_timing_net("resnet", 1)
+    path = Path(folder) / "resnet_shapes.prototxt"
+    path.write_text(str(net_param))
+    net = caffe.Net(str(path), caffe.TRAIN)
+    shapes = [(batch, *net.blobs[name].data.shape[1:]) for name in net_roles.hidden_blobs]
     inputs = {f"x{i}": shape for i, shape in enumerate(shapes)}
     per_sample = sum(int(np.prod(shape[1:])) for shape in shapes)
 
@@ -108,8 +118,8 @@ def hidden_unit_case(batch):
         n.sparsity = python_layer(L, [n[name] for name in inputs], "sparseness",
                                   "FeatureSparsenessLoss", {"p": 2}, True)
         return "sparsity"
-    return (f"FeatureSparsenessLoss p=2, {len(shapes)} conv outputs ({per_sample:,}/sample)",
-            build, inputs)
+    return (f"FeatureSparsenessLoss p=2, {len(shapes)} resnet hidden blobs "
+            f"({per_sample:,}/sample)", build, inputs)
 
 
 def write_net(spec, folder, name):
@@ -141,33 +151,12 @@ def time_layer(caffe, folder, build, inputs, repeats, rng):
     return statistics.median(times[1:])
 
 
-def face_resnet(caffe, batch):
-    L, P = caffe.layers, caffe.params
-    n = caffe.NetSpec()
-    n.data, n.label = L.Input(ntop=2, input_param={"shape": [{"dim": [batch, 1, 96, 96]},
-                                                             {"dim": [batch]}]})
-    filler = {"type": "msra"}
-
-    def conv(bottom, channels, stride=1):
-        return L.PReLU(L.Convolution(bottom, num_output=channels, kernel_size=3, stride=stride,
-                                     pad=1, weight_filler=filler), in_place=True)
-
-    top = n.data
-    for stage, (channels, units) in enumerate(RESNET_STAGES, start=1):
-        top = n[f"conv{stage}"] = conv(top, channels, stride=2)
-        for unit in range(1, units + 1):
-            branch = n[f"res{stage}_{unit}a"] = conv(top, channels)
-            branch = n[f"res{stage}_{unit}b"] = conv(branch, channels)
-            top = n[f"res{stage}_{unit}"] = L.Eltwise(top, branch, operation=P.Eltwise.SUM)
-    n.fc5 = L.InnerProduct(top, num_output=512, weight_filler=filler)
-    n.fc6 = L.InnerProduct(n.fc5, num_output=CLASSES, weight_filler=filler)
-    n.loss = L.SoftmaxWithLoss(n.fc6, n.label)
-    return n
-
-
 def time_resnet(caffe, folder, batch, repeats, rng):
-    net = caffe.Net(str(write_net(face_resnet(caffe, batch), folder, "face_resnet")), caffe.TRAIN)
-    net.blobs["data"].data[...] = rng.normal(size=net.blobs["data"].data.shape)
+    net_param, _ = caffe_timing_net("resnet", batch)
+    path = Path(folder) / "resnet.prototxt"
+    path.write_text(str(net_param))
+    net = caffe.Net(str(path), caffe.TRAIN)
+    net.blobs["data"].data[...] = rng.uniform(0, 255, size=net.blobs["data"].data.shape)
     net.blobs["label"].data[...] = rng.integers(0, CLASSES, size=batch)
     times = []
     for _ in range(repeats + 1):
@@ -178,28 +167,16 @@ def time_resnet(caffe, folder, batch, repeats, rng):
     return statistics.median(times[1:])
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()}, {cpu}, {os.cpu_count()} logical CPUs"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=64, help="batch of the layer timings")
     parser.add_argument("--dims", type=int, nargs="+", default=[512, 4096], help="feature sizes D")
     parser.add_argument("--repeats", type=int, default=20, help="timed passes per layer")
     parser.add_argument("--resnet-batch", type=int, default=64,
-                        help="batch of the face-ResNet iteration (scaled linearly to --batch)")
+                        help="batch of the resnet training step (scaled linearly to --batch)")
     parser.add_argument("--resnet-repeats", type=int, default=3, help="timed ResNet iterations")
     parser.add_argument("--no-hidden", action="store_true",
-                        help="skip the hidden-unit case (about 600 MB of blobs at batch 64)")
+                        help="skip the hidden-unit case (about 1 GB of blobs at batch 64)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file appended to")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -215,7 +192,7 @@ def main(argv=None):
         resnet_s *= args.batch / args.resnet_batch
         cases = [case for dim in args.dims for case in layer_cases(args.batch, dim)]
         if not args.no_hidden:
-            cases.append(hidden_unit_case(args.batch))
+            cases.append(hidden_unit_case(caffe, folder, args.batch))
         for label, build, inputs in cases:
             seconds = time_layer(caffe, folder, build, inputs, args.repeats, rng)
             rows.append((label, seconds))
@@ -225,15 +202,16 @@ def main(argv=None):
 
     scaled = "" if args.resnet_batch == args.batch else \
         f", measured at batch {args.resnet_batch} and scaled to {args.batch}"
+    machine, flags = machine_description()
     lines = [
-        f"## {datetime.datetime.now().isoformat(timespec='minutes')}: {machine()}",
+        f"## {datetime.datetime.now().isoformat(timespec='minutes')}: {machine} ({flags})",
         "",
         f"Batch {args.batch}; median of {args.repeats} forward+backward passes per layer; "
-        f"face-ResNet iteration (forward+backward, batch {args.batch}{scaled}, median of "
+        f"resnet (nets/, 1x112x112) training step (forward+backward, batch {args.batch}{scaled}, median of "
         f"{args.resnet_repeats}): **{resnet_s * 1e3:.0f} ms**. Load average before/after: "
         f"{load_before[0]:.2f} / {load_after[0]:.2f} (1 min).",
         "",
-        "| layer (forward + backward) | ms | share of a face-ResNet iteration |",
+        "| layer (forward + backward) | ms | share of a resnet training step |",
         "| --- | ---: | ---: |",
     ]
     lines += [f"| {label.strip()} | {s * 1e3:.3f} | {100 * s / resnet_s:.3f} % |" for label, s in rows]

@@ -1,42 +1,54 @@
-"""Training-step speed of the project's Caffe beside PyTorch on the CPU.
+"""Training-step speed of the project's nets in Caffe (the tool and pycaffe) beside PyTorch.
 
-One command measures, in one run, forward+backward milliseconds per iteration
-and the achieved GFLOP/s of three nets -- the toy net of Section 3.2, the
-SphereFace-20-style face ResNet and VGG-16 -- in Caffe and in PyTorch, and the
-machine's FMA peak as the ceiling. It prints a table and appends one CSV row
-per measurement to benchmarks/train.csv.
+One command measures, in one run, the milliseconds of a training step
+(forward + backward, no weight update) and the achieved GFLOP/s of the nets
+the project trains -- toy, cnn48, resnet (at its training input, 112) and
+vgg (224) -- built by nets.build exactly as the experiments build them (the
+TRAIN phase of the train/val net, variant --variant), with Input layers in
+place of the LMDB Data layer. Caffe runs two ways, as users run it:
 
-    .venv/bin/python benchmarks/bench_train.py --torch-python /path/to/bench-venv/bin/python
+  caffe-tool  ``caffe time`` on the written net file (the training path:
+              ``caffe train`` is the same binary and libraries);
+  pycaffe     ``caffe.Net`` forward/backward in a Python process, where numpy
+              has loaded its own BLAS before Caffe.
+
+PyTorch runs the same layer graph (read from the same NetParameter: Caffe's
+Power, Concat, Convolution, PReLU, max Pooling with Caffe's ceil rounding,
+Eltwise sum, InnerProduct, SoftmaxWithLoss); both sides count their FLOPs
+from their own layer shapes and a mismatch is reported.
+
+    .venv/bin/python benchmarks/bench_train.py --torch-python /tmp/bench-venv/bin/python
 
 PyTorch is a benchmark-only dependency: give the interpreter of a separate
-virtual environment that has it (``pip install torch`` from the CPU wheel);
+virtual environment that has torch and threadpoolctl (docs/performance.md);
 without --torch-python (or $FER_BENCH_TORCH_PYTHON) only Caffe is measured.
-``--caffe NAME=PREFIX`` (repeatable) measures other Caffe installs beside the
-one .venv imports, e.g. a build without the project's speed patches.
+``--caffe NAME=PREFIX`` (repeatable) measures other Caffe installs beside
+.venv's (e.g. one built with CAFFE_BLAS=scipy-openblas32).
 
-Every measurement runs in a fresh worker process (this file with --worker), so
-that the two frameworks' thread pools never share a process, and the workers
-of different frameworks alternate across --repeats so that a change in the
-machine's load hits both alike. A training step here is: clear the parameter
-gradients, forward, backward (no weight update; Caffe's ``caffe time`` measures
-the same). FLOPs are counted from each net's own layer shapes: 2 per
-multiply-add of the convolution and inner-product layers, forward, backward
-to the weights, and backward to the input except for the first layer (whose
-input needs no gradient); the elementwise layers are not counted.
+Every measurement runs in a fresh process, frameworks alternating across
+--repeats so that a change in the machine's load hits all alike. Each row
+states which BLAS the measured process actually loaded: the library file, its
+version and the kernel family it picked at run time (threadpoolctl in the
+Python processes; for the caffe tool, the libraries in its /proc/<pid>/maps
+loaded into a probe process with the same environment), and PyTorch's CPU
+capability and oneDNN version. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
+removed from every measured process (UNSET_REASON says why).
 
-The FMA peak is measured by a small C program compiled at run time with gcc
-(-march=native, independent FMA chains on every core); the BLAS ceiling is
-numpy's float32 matmul of 4096x4096 matrices in the benchmark's environment.
+FLOPs: 2 per multiply-add of the convolution and inner-product layers,
+forward, backward to the weights, and backward to the input except for the
+first such layer (its input needs no gradient); elementwise layers are not
+counted. The FMA peak is measured by a small C program compiled at run time
+(gcc -march=native, independent FMA chains on every core).
 
 This file imports only the standard library at module level: the PyTorch
-worker runs it from an environment that has no caffe and no project on its path.
+worker runs it from an environment that has neither caffe nor the project.
 """
 import argparse
 import csv
 import datetime
 import json
 import os
-import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -47,237 +59,363 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "train.csv"
 
-# Architectures, framework-neutral: both builders below read these.
-FACE_RESNET = {"input": (1, 96, 96), "stages": ((64, 1), (128, 2), (256, 4), (512, 1)),
-               "fc": (512,), "classes": 7}
-VGG16 = {"input": (1, 224, 224),
-         "convs": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                   512, 512, 512, "M", 512, 512, 512, "M"),
-         "fc": (4096, 4096), "classes": 7}
-TOY = {"input": (1, 96, 96), "conv": {"num_output": 1, "kernel": 9, "stride": 2},
-       "fc": (32,), "classes": 7}
-NETS = {"toy": TOY, "face_resnet": FACE_RESNET, "vgg16": VGG16}
-DEFAULT_BATCH = {"toy": 64, "face_resnet": 64, "vgg16": 8}
-DEFAULT_ITERS = {"toy": 20, "face_resnet": 3, "vgg16": 3}  # timed iterations per worker
+NETS = ("toy", "cnn48", "resnet", "vgg")
+DEFAULT_BATCH = {"toy": 64, "cnn48": 64, "resnet": 64, "vgg": 8}
+DEFAULT_ITERS = {"toy": 50, "cnn48": 20, "resnet": 2, "vgg": 2}  # timed iterations per process
+FRAMEWORKS = ("caffe-tool", "pycaffe", "pytorch")
 
-CSV_FIELDS = ("date", "machine", "threads", "load_before", "net", "batch", "framework",
-              "build", "ms_per_iter_median", "ms_per_iter_all", "gflop_per_iter", "gflops",
-              "fraction_of_fma_peak", "fma_peak_gflops", "blas_gflops")
+UNSET_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+UNSET_REASON = (
+    "some machines set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE because older OpenBLAS builds crash "
+    "or compute wrong results on their processor; they pin every OpenBLAS in the process to "
+    "the named, older kernels (e.g. Haswell's 256-bit ones on an AVX-512 machine), which is "
+    "not what a user's machine runs, so they are removed for both frameworks here (the tests "
+    "and CI keep them)")
+
+CSV_FIELDS = ("date", "machine", "cpu_flags", "threads", "load_before", "load_after", "net",
+              "input", "batch", "variant", "framework", "build", "blas", "env_unset",
+              "ms_per_iter_median", "ms_per_iter_all", "gflop_per_iter", "gflops",
+              "fraction_of_fma_peak", "fma_peak_gflops")
+# Processor flags worth naming beside a figure: the vector extensions the kernels may use.
+REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni",
+                  "avx512_bf16", "avx512_fp16", "amx_tile")
 
 
 # --------------------------------------------------------------------------
-# Caffe worker
+# The nets, from nets/ (needs caffe and the project: the orchestrator's side)
 # --------------------------------------------------------------------------
 
-def _caffe_net_spec(caffe, name, batch):
-    """NetSpec of net `name` with an Input data layer and a softmax loss."""
-    from caffe import layers as L, params as P
-    arch = NETS[name]
-    ns = caffe.NetSpec()
-    ns.data, ns.label = L.Input(ntop=2, input_param={"shape": [
-        {"dim": [batch, *arch["input"]]}, {"dim": [batch]}]})
-    weight = {"type": "msra"}
-    bias = {"type": "constant", "value": 0}
-
-    def conv(bottom, num_output, kernel=3, stride=1, pad=1):
-        return L.Convolution(bottom, num_output=num_output, kernel_size=kernel, stride=stride,
-                             pad=pad, weight_filler=weight, bias_filler=bias)
-
-    def fc(bottom, num_output):
-        return L.InnerProduct(bottom, num_output=num_output, weight_filler=weight,
-                              bias_filler=bias)
-
-    top = ns.data
-    if name == "face_resnet":
-        for s, (channels, units) in enumerate(arch["stages"], start=1):
-            top = L.PReLU(conv(top, channels, stride=2), in_place=True)
-            setattr(ns, f"conv{s}", top)
-            for u in range(1, units + 1):
-                branch = L.PReLU(conv(top, channels), in_place=True)
-                setattr(ns, f"res{s}_{u}a", branch)
-                branch = L.PReLU(conv(branch, channels), in_place=True)
-                setattr(ns, f"res{s}_{u}b", branch)
-                top = L.Eltwise(top, branch, operation=P.Eltwise.SUM)
-                setattr(ns, f"res{s}_{u}", top)
-        for i, width in enumerate(arch["fc"], start=1):
-            top = fc(top, width)
-            setattr(ns, f"fc{i}", top)
-    elif name == "vgg16":
-        block, index = 1, 1
-        for item in arch["convs"]:
-            if item == "M":
-                top = L.Pooling(top, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-                setattr(ns, f"pool{block}", top)
-                block, index = block + 1, 1
-            else:
-                top = L.ReLU(conv(top, item), in_place=True)
-                setattr(ns, f"conv{block}_{index}", top)
-                index += 1
-        for i, width in enumerate(arch["fc"], start=6):
-            top = L.ReLU(fc(top, width), in_place=True)
-            setattr(ns, f"fc{i}", top)
-    elif name == "toy":
-        c = arch["conv"]
-        ns.conv1 = L.ReLU(conv(top, c["num_output"], kernel=c["kernel"], stride=c["stride"],
-                               pad=0), in_place=True)
-        top = ns.conv1
-        for i, width in enumerate(arch["fc"], start=1):
-            top = L.ReLU(fc(top, width), in_place=True)
-            setattr(ns, f"fc{i}", top)
-    ns.logits = fc(top, arch["classes"])
-    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label)
-    return ns
+def caffe_timing_net(net, batch, variant="softmax"):
+    """(NetParameter, NetRoles): the TRAIN phase of ``net``'s train/val net as the
+    experiments build it (nets.build.experiment_nets), its LMDB Data layer replaced by
+    an Input layer with the same tops: data (batch, 1, S, S) and label (batch,)."""
+    from nets import blocks
+    from nets.build import experiment_nets, phase_net
+    from runtime.caffe_env import import_caffe
+    built = experiment_nets(net, variant, batch_size=batch, train_source="unused",
+                            test_source="unused")
+    train = phase_net(built.train_val, blocks.TRAIN)
+    data = train.layer[0]
+    if data.type != "Data":
+        raise ValueError(f"{net}: expected the train net to start with its Data layer, "
+                         f"found {data.type} {data.name!r}")
+    side = built.roles.input_size
+    result = import_caffe().proto.caffe_pb2.NetParameter(name=f"{train.name}_timing")
+    layer = result.layer.add(name=data.name, type="Input", top=list(data.top))
+    layer.input_param.shape.add(dim=[batch, 1, side, side])
+    layer.input_param.shape.add(dim=[batch])
+    result.layer.extend(train.layer[1:])
+    return result, built.roles
 
 
-def _caffe_flops(net):
+def layer_graph(net_param):
+    """The net as plain data (type, name, bottoms, tops, parameters) for the PyTorch
+    worker; refuses a layer it has no PyTorch equivalent for."""
+    graph = []
+    for layer in net_param.layer:
+        kind = layer.type
+        entry = {"type": kind, "name": layer.name, "bottom": list(layer.bottom),
+                 "top": list(layer.top)}
+        if kind == "Input":
+            entry["shapes"] = [list(shape.dim) for shape in layer.input_param.shape]
+        elif kind == "Convolution":
+            p = layer.convolution_param
+            entry.update(num_output=p.num_output, kernel=p.kernel_size[0],
+                         stride=p.stride[0] if p.stride else 1, pad=p.pad[0] if p.pad else 0,
+                         group=p.group, bias=p.bias_term)
+            if len(p.kernel_size) > 1 or p.dilation:
+                raise ValueError(f"layer {layer.name}: non-square or dilated convolution")
+        elif kind == "InnerProduct":
+            p = layer.inner_product_param
+            if p.axis != 1 or p.transpose:
+                raise ValueError(f"layer {layer.name}: InnerProduct axis/transpose not supported")
+            entry.update(num_output=p.num_output, bias=p.bias_term)
+        elif kind == "Pooling":
+            p = layer.pooling_param
+            if p.pool != p.MAX or p.global_pooling:
+                raise ValueError(f"layer {layer.name}: only max pooling is translated")
+            entry.update(kernel=p.kernel_size, stride=p.stride, pad=p.pad)
+        elif kind == "Power":
+            p = layer.power_param
+            entry.update(power=p.power, scale=p.scale, shift=p.shift)
+        elif kind == "Concat":
+            entry["axis"] = layer.concat_param.axis
+        elif kind == "Slice":
+            entry.update(axis=layer.slice_param.axis,
+                         points=list(layer.slice_param.slice_point))
+        elif kind == "Eltwise":
+            p = layer.eltwise_param
+            if p.operation != p.SUM or p.coeff:
+                raise ValueError(f"layer {layer.name}: only a plain Eltwise SUM is translated")
+        elif kind == "Reshape":
+            entry["dims"] = list(layer.reshape_param.shape.dim)
+        elif kind == "PReLU":
+            entry["channel_shared"] = layer.prelu_param.channel_shared
+        elif kind == "ReLU":
+            if layer.relu_param.negative_slope:
+                raise ValueError(f"layer {layer.name}: leaky ReLU is not translated")
+        elif kind not in ("SoftmaxWithLoss", "Silence"):
+            raise ValueError(f"layer {layer.name}: no PyTorch equivalent for Caffe's {kind}")
+        graph.append(entry)
+    return graph
+
+
+# --------------------------------------------------------------------------
+# Which BLAS a process loaded
+# --------------------------------------------------------------------------
+
+BLAS_FILE = re.compile(r"lib(scipy_)?openblas|libblis|libmkl_rt|libblas\.so|libdnnl")
+
+
+def describe_blas(info):
+    """One line from threadpoolctl's threadpool_info() records."""
+    parts = []
+    for lib in info:
+        if lib.get("user_api") != "blas":
+            continue
+        parts.append(f"{lib.get('internal_api')} {lib.get('version')} "
+                     f"{lib.get('architecture') or ''} {lib.get('threading_layer') or ''} "
+                     f"({lib.get('filepath')})".replace("  ", " "))
+    return "; ".join(parts) or "no BLAS reported by threadpoolctl"
+
+
+def mapped_blas_files(pid):
+    """BLAS-like shared libraries in a process's memory map (real paths)."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return []
+    files = {line.split()[-1] for line in maps.splitlines()
+             if "/" in line and BLAS_FILE.search(line.rsplit("/", 1)[-1])}
+    return sorted({os.path.realpath(f) for f in files})
+
+
+def probe_blas(files, env):
+    """threadpoolctl's view of ``files`` loaded into a fresh process with ``env``
+    (kernel selection reads the environment, so the probe gets the same one)."""
+    code = ("import ctypes, json, sys, threadpoolctl\n"
+            "for f in sys.argv[1:]: ctypes.CDLL(f)\n"
+            "print(json.dumps(threadpoolctl.threadpool_info()))\n")
+    proc = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        return f"probe failed: {proc.stderr.strip()[-300:]} (files: {', '.join(files)})"
+    return describe_blas(json.loads(proc.stdout))
+
+
+# --------------------------------------------------------------------------
+# Caffe: the tool and pycaffe
+# --------------------------------------------------------------------------
+
+def caffe_flops(net):
     """FLOPs of one forward+backward, from the conv/FC layers' blob shapes."""
-    total = 0
+    total, first = 0, True
     for name, layer in zip(net._layer_names, net.layers):
         if layer.type not in ("Convolution", "InnerProduct"):
             continue
-        weights = layer.blobs[0].data
-        top = net.blobs[net.top_names[name][0]]
-        fan_in = weights[0].size  # Cin/groups * kh * kw, or the FC input width
-        macs = top.count * fan_in
-        first = net.bottom_names[name][0] == "data"
+        fan_in = layer.blobs[0].data[0].size  # Cin/groups * kh * kw, or the FC input width
+        macs = net.blobs[net.top_names[name][0]].count * fan_in
         total += 2 * macs * (2 if first else 3)
+        first = False
     return total
 
 
-def caffe_worker(name, batch, warmup, iters, threads):
+def net_flops(name, batch, variant):
+    """caffe_flops of ``name``'s timing net at ``batch``, from a batch-1 net (FLOPs grow
+    linearly with the batch)."""
+    from runtime.caffe_env import import_caffe
+    caffe = import_caffe()
+    net_param, _ = caffe_timing_net(name, 1, variant)
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
+        f.write(str(net_param))
+        f.flush()
+        return caffe_flops(caffe.Net(f.name, caffe.TRAIN)) * batch
+
+
+def pycaffe_worker(model, warmup, iters):
+    import numpy as np
     from runtime.caffe_env import import_caffe
     caffe = import_caffe()
     caffe.set_mode_cpu()
-    import numpy as np
-    spec = _caffe_net_spec(caffe, name, batch)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(str(spec.to_proto()))
-        path = f.name
-    try:
-        net = caffe.Net(path, caffe.TRAIN)
-    finally:
-        os.unlink(path)
+    net = caffe.Net(model, caffe.TRAIN)
     rng = np.random.default_rng(0)
-    net.blobs["data"].data[...] = rng.standard_normal(net.blobs["data"].data.shape)
-    net.blobs["label"].data[...] = rng.integers(0, NETS[name]["classes"], batch)
-    times, cpu_times = [], []
+    data, label = net.blobs["data"], net.blobs["label"]
+    data.data[...] = rng.uniform(0, 255, data.data.shape)  # raw gray values, as the LMDB holds
+    label.data[...] = rng.integers(0, net.blobs[net.bottom_names["loss"][0]].channels,
+                                   label.data.shape)
+    times = []
     for i in range(warmup + iters):
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start = time.perf_counter()
         net.clear_param_diffs()
         net.forward()
         net.backward()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
-    return {"times": times, "cpu_times": cpu_times, "flops": _caffe_flops(net),
-            "build": f"{Path(caffe.__file__).parents[2]} ({_loaded_openblas()})"}
-
-
-def _loaded_openblas():
-    """Which OpenBLAS variant this process runs: numpy may have loaded the system's
-    libopenblas.so.0 before pycaffe, and then Caffe shares it (docs/performance.md)."""
     try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return "blas unknown"
-    variants = sorted({part for line in maps.splitlines() if "libopenblas" in line
-                       for part in line.split("/") if part.startswith("openblas-")})
-    return "+".join(variants) or "no openblas"
+        import threadpoolctl
+        blas = describe_blas(threadpoolctl.threadpool_info())
+    except ImportError:
+        blas = "threadpoolctl missing: " + ", ".join(mapped_blas_files("self"))
+    return {"times": times, "flops": None, "blas": blas,
+            "build": str(Path(caffe.__file__).resolve().parents[2])}
+
+
+CAFFE_TIME_TOTAL = re.compile(r"Average Forward-Backward: ([0-9.]+) ms")
+CAFFE_TIME_LAYER = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([0-9.e+-]+) ms")
+
+
+def parse_caffe_time(log):
+    """(ms per forward+backward, {layer: [forward ms, backward ms]}) from `caffe time`'s log.
+
+    Caffe's total is whole milliseconds over all iterations divided by their
+    number (its timer's resolution): give a fast net enough iterations."""
+    total = CAFFE_TIME_TOTAL.findall(log)
+    if not total:
+        raise ValueError("no 'Average Forward-Backward' line in caffe time's output")
+    layers = {}
+    for name, direction, ms in CAFFE_TIME_LAYER.findall(log):
+        layers.setdefault(name, [0.0, 0.0])[direction == "backward"] = float(ms)
+    return float(total[-1]), layers
+
+
+def run_caffe_tool(caffe_bin, model, iters, env):
+    """`caffe time` on ``model``: (ms per iteration, per-layer ms, BLAS description)."""
+    env = dict(env, GLOG_minloglevel="0", GLOG_logtostderr="1")
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([str(caffe_bin), "time", "-model", str(model),
+                                 "-iterations", str(iters)], stdout=log, stderr=subprocess.STDOUT,
+                                env=env)
+        files = []
+        while proc.poll() is None and not files:
+            time.sleep(0.2)
+            maps = mapped_blas_files(proc.pid)
+            files = maps if maps else files
+        proc.wait()
+        log.seek(0)
+        text = log.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"caffe time on {model} failed (exit {proc.returncode}):\n{text[-2000:]}")
+    ms, layers = parse_caffe_time(text)
+    blas = probe_blas(files, env) if files else "no BLAS library seen in /proc/<pid>/maps"
+    return ms, layers, blas
 
 
 # --------------------------------------------------------------------------
-# PyTorch worker
+# PyTorch worker (runs in the benchmark-only environment: standard library + torch)
 # --------------------------------------------------------------------------
 
-def _torch_model(torch, name):
-    nn = torch.nn
-    arch = NETS[name]
-    layers = []
-    channels = arch["input"][0]
-    if name == "face_resnet":
-        class Residual(nn.Module):
-            def __init__(self, width):
-                super().__init__()
-                self.body = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.PReLU(width),
-                                          nn.Conv2d(width, width, 3, 1, 1), nn.PReLU(width))
+def torch_model(torch, graph):
+    nn, F = torch.nn, torch.nn.functional
+    modules = nn.ModuleDict()
+    for layer in graph:
+        kind, name = layer["type"], layer["name"]
+        if kind == "Convolution":
+            modules[name] = nn.LazyConv2d(layer["num_output"], layer["kernel"], layer["stride"],
+                                          layer["pad"], groups=layer["group"], bias=layer["bias"])
+        elif kind == "InnerProduct":
+            modules[name] = nn.LazyLinear(layer["num_output"], bias=layer["bias"])
 
-            def forward(self, x):
-                return x + self.body(x)
+    class Graph(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = modules
 
-        for width, units in arch["stages"]:
-            layers += [nn.Conv2d(channels, width, 3, 2, 1), nn.PReLU(width)]
-            layers += [Residual(width) for _ in range(units)]
-            channels = width
-        size = arch["input"][1] // 2 ** len(arch["stages"])
-    elif name == "vgg16":
-        size = arch["input"][1]
-        for item in arch["convs"]:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-                size //= 2
-            else:
-                layers += [nn.Conv2d(channels, item, 3, 1, 1), nn.ReLU(inplace=True)]
-                channels = item
-    elif name == "toy":
-        c = arch["conv"]
-        layers += [nn.Conv2d(channels, c["num_output"], c["kernel"], c["stride"]), nn.ReLU()]
-        channels = c["num_output"]
-        size = (arch["input"][1] - c["kernel"]) // c["stride"] + 1
-    layers.append(nn.Flatten())
-    width = channels * size * size
-    for out in arch["fc"]:
-        layers += [nn.Linear(width, out), nn.ReLU(inplace=True) if name != "face_resnet"
-                   else nn.Identity()]
-        width = out
-    layers.append(nn.Linear(width, arch["classes"]))
-    model = nn.Sequential(*layers)
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight)
-            nn.init.zeros_(m.bias)
+        def forward(self, data, label):
+            blobs = {"data": data, "label": label}
+            for layer in graph:
+                kind, name = layer["type"], layer["name"]
+                x = [blobs[b] for b in layer["bottom"]]
+                if kind in ("Input", "Silence"):
+                    continue
+                if kind == "Convolution":
+                    y = self.layers[name](x[0])
+                elif kind == "InnerProduct":
+                    y = self.layers[name](torch.flatten(x[0], 1))
+                elif kind == "ReLU":
+                    y = F.relu(x[0])
+                elif kind == "PReLU":
+                    if name not in self.prelu:  # Caffe's default slope 0.25
+                        slopes = 1 if layer["channel_shared"] else x[0].shape[1]
+                        self.prelu[name] = nn.Parameter(torch.full((slopes,), 0.25))
+                    y = F.prelu(x[0], self.prelu[name])
+                elif kind == "Pooling":
+                    y = F.max_pool2d(x[0], layer["kernel"], layer["stride"], layer["pad"],
+                                     ceil_mode=True)  # Caffe rounds the output size up
+                elif kind == "Power":
+                    y = x[0] * layer["scale"] + layer["shift"]
+                    if layer["power"] != 1:
+                        y = y ** layer["power"]
+                elif kind == "Concat":
+                    y = torch.cat(x, layer["axis"])
+                elif kind == "Eltwise":
+                    y = x[0]
+                    for other in x[1:]:
+                        y = y + other
+                elif kind == "Reshape":
+                    dims = [x[0].shape[i] if d == 0 else d for i, d in enumerate(layer["dims"])]
+                    y = x[0].reshape(dims)
+                elif kind == "Slice":
+                    edges = [0, *layer["points"], x[0].shape[layer["axis"]]]
+                    y = [x[0].narrow(layer["axis"], a, b - a) for a, b in zip(edges, edges[1:])]
+                elif kind == "SoftmaxWithLoss":
+                    y = F.cross_entropy(torch.flatten(x[0], 1), x[1].long())
+                else:
+                    raise ValueError(f"unknown layer type {kind}")
+                for top, value in zip(layer["top"], y if isinstance(y, list) else [y]):
+                    blobs[top] = value
+            return y
+
+    model = Graph()
+    model.prelu = nn.ParameterDict()
     return model
 
 
-def _torch_flops(torch, model, x):
-    """Same rule as _caffe_flops, from the output shapes seen by forward hooks."""
-    nn = torch.nn
-    counted = []
-
-    def hook(module, inputs, output):
-        fan_in = module.weight[0].numel()
-        counted.append((output.numel() * fan_in, inputs[0] is x))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    return sum(2 * macs * (2 if first else 3) for macs, first in counted)
-
-
-def torch_worker(name, batch, warmup, iters, threads):
+def torch_worker(graph_file, warmup, iters, threads):
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = _torch_model(torch, name).train()
-    x = torch.randn(batch, *NETS[name]["input"])
-    y = torch.randint(0, NETS[name]["classes"], (batch,))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    times, cpu_times = [], []
+    graph = json.loads(Path(graph_file).read_text())
+    shapes = next(layer["shapes"] for layer in graph if layer["type"] == "Input")
+    data = torch.rand(*shapes[0]) * 255
+    classes = next(layer["num_output"] for layer in reversed(graph)
+                   if layer["type"] == "InnerProduct")
+    label = torch.randint(0, classes, tuple(shapes[1]))
+    model = torch_model(torch, graph).train()
+    counted = []
+
+    def count(module, inputs, output):
+        counted.append(output.numel() * module.weight[0].numel())
+
+    with torch.no_grad():
+        model(data, label)  # sizes the lazy layers and the PReLU slopes
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(module.weight)
+            module.register_forward_hook(count)
+    times = []
     for i in range(warmup + iters):
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start = time.perf_counter()
         model.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        model(data, label).backward()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
-    return {"times": times, "cpu_times": cpu_times, "flops": _torch_flops(torch, model, x),
-            "build": f"torch {torch.__version__}"}
+    per_iter = counted[:len(counted) // (warmup + iters)]
+    flops = sum(2 * macs * (2 if i == 0 else 3) for i, macs in enumerate(per_iter))
+    config = torch.__config__.show()
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) v[0-9.]+", config)
+    blas = (f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, convolutions on "
+            f"{onednn.group(0).replace('MKL-DNN', 'oneDNN') if onednn else 'oneDNN (version ?)'}, "
+            f"GEMM on {'MKL' if 'BLAS_INFO=mkl' in config else 'its BLAS'}")
+    try:
+        import threadpoolctl
+        blas += "; also loaded: " + describe_blas(threadpoolctl.threadpool_info())
+    except ImportError:
+        pass
+    return {"times": times, "flops": flops, "blas": blas, "build": f"torch {torch.__version__}"}
 
 
 # --------------------------------------------------------------------------
-# Ceilings
+# Ceiling
 # --------------------------------------------------------------------------
 
 FMA_PEAK_C = r"""
@@ -324,7 +462,7 @@ int main(int argc, char **argv) {
 
 
 def measure_fma_peak(threads):
-    """GFLOP/s of independent FMA chains on `threads` cores, or None without gcc."""
+    """(GFLOP/s of independent FMA chains on `threads` cores, vector bits), or (None, None)."""
     with tempfile.TemporaryDirectory() as tmp:
         src, exe = Path(tmp) / "fma.c", Path(tmp) / "fma"
         src.write_text(FMA_PEAK_C)
@@ -338,50 +476,34 @@ def measure_fma_peak(threads):
         runs = [subprocess.run([str(exe)], capture_output=True, text=True, env=env, check=True)
                 .stdout.split() for _ in range(3)]
     best = max(runs, key=lambda r: float(r[0]))
-    return float(best[0]), int(best[2]) * 32  # GFLOP/s, vector width in bits
-
-
-def measure_blas_ceiling(threads, size=4096):
-    """numpy float32 matmul GFLOP/s (best of 3) in a worker with `threads` BLAS threads."""
-    code = ("import numpy as np, time\n"
-            f"a = np.random.default_rng(0).standard_normal(({size}, {size}), dtype=np.float32)\n"
-            "b = a.T.copy(); a @ b; best = 1e9\n"
-            "for _ in range(3):\n"
-            "    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
-            f"print(2 * {size}**3 / best / 1e9)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=_thread_env(threads), check=True)
-    return float(out.stdout.strip())
+    return float(best[0]), int(best[2]) * 32
 
 
 # --------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------
 
-def _thread_env(threads, extra_pythonpath=None):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    env["GLOG_minloglevel"] = "2"  # Caffe's net-construction log would bury the table
-    if extra_pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra_pythonpath,
-                                                          env.get("PYTHONPATH")]))
+def measurement_env(threads, pythonpath=None):
+    """The environment of every measured process: threads pinned, UNSET_ENV removed."""
+    env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV}
+    env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), GLOG_minloglevel="2")
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     return env
 
 
-def run_worker(python, framework, name, batch, warmup, iters, threads, caffe_python_dir=None):
-    cmd = [str(python), str(Path(__file__).resolve()), "--worker", framework, "--nets", name,
-           "--batch", str(batch), "--warmup", str(warmup), "--iters", str(iters),
-           "--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=_thread_env(threads, caffe_python_dir))
+def run_worker(python, args, env):
+    cmd = [str(python), str(Path(__file__).resolve()), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise SystemExit(f"{framework} worker for {name} failed (exit {proc.returncode}):\n"
+        raise SystemExit(f"worker {' '.join(args[:2])} failed (exit {proc.returncode}):\n"
                          f"{proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def machine_description():
-    model, flags = platform.processor() or "unknown CPU", set()
+    model, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -390,130 +512,198 @@ def machine_description():
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    isa = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse"
-    return f"{model}, {os.cpu_count()} cores, {isa}"
+    return f"{model}, {os.cpu_count()} cores", " ".join(f for f in REPORTED_FLAGS if f in flags)
 
 
 def parse_caffe_builds(items):
-    builds = [("caffe", None)]
+    """[(label, caffe tool, pycaffe folder or None)]: .venv's Caffe, then each NAME=PREFIX."""
+    from runtime.caffe_env import caffe_binary
+    builds = [("caffe", caffe_binary(), None)]
     for item in items:
         label, sep, prefix = item.partition("=")
-        python_dir = Path(prefix) / "python"
-        if not sep or not (python_dir / "caffe" / "__init__.py").is_file():
-            raise SystemExit(f"--caffe {item!r}: expected NAME=PREFIX where PREFIX/python/caffe "
-                             "is a pycaffe install (e.g. caffe-debian=/opt/caffe-plain)")
-        builds.append((label, str(python_dir)))
+        prefix = Path(prefix)
+        if not sep or not (prefix / "python" / "caffe" / "__init__.py").is_file() \
+                or not (prefix / "bin" / "caffe").is_file():
+            raise SystemExit(f"--caffe {item!r}: expected NAME=PREFIX where PREFIX holds "
+                             "bin/caffe and python/caffe (a Caffe install prefix)")
+        builds.append((label, prefix / "bin" / "caffe", str(prefix / "python")))
     return builds
+
+
+def append_rows(path, rows):
+    """Append ``rows`` to the CSV at ``path``; an older header gains the new columns."""
+    from runtime.files import write_text_atomic
+    old_rows, fields = [], list(CSV_FIELDS)
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            old_rows = list(reader)
+            fields += [name for name in reader.fieldnames or () if name not in fields]
+    with tempfile.SpooledTemporaryFile(mode="w+", newline="") as buffer:
+        writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(old_rows + rows)
+        buffer.seek(0)
+        write_text_atomic(path, buffer.read())
+
+
+def print_profile(label, net, layers, total_ms):
+    """The per-layer forward/backward of one `caffe time` run, largest first."""
+    summed = sum(f + b for f, b in layers.values())
+    print(f"\n{net} / {label}: `caffe time` per layer (ms; sum {summed:.3f} of "
+          f"{total_ms:.3f} per iteration)")
+    for name, (fwd, bwd) in sorted(layers.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {name:<28} forward {fwd:9.4f}  backward {bwd:9.4f}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nets", default="toy,face_resnet,vgg16",
-                        help="comma-separated subset of " + ",".join(NETS))
-    parser.add_argument("--batch", type=int, help="batch size for every net "
-                        f"(default per net: {DEFAULT_BATCH})")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per worker")
+    parser.add_argument("--nets", default=",".join(NETS), help="comma-separated subset of "
+                        + ",".join(NETS))
+    parser.add_argument("--variant", default="softmax",
+                        help="nets.catalog variant of the measured nets (default softmax: the "
+                             "same maths on both sides; others have Python layers in Caffe only)")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help="comma-separated subset of " + ",".join(FRAMEWORKS))
+    parser.add_argument("--batch", type=int, help=f"batch for every net (default {DEFAULT_BATCH})")
     parser.add_argument("--iters", type=int,
-                        help=f"timed iterations per worker (default per net: {DEFAULT_ITERS})")
+                        help=f"timed iterations per process (default {DEFAULT_ITERS})")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per process")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="workers per framework and net, alternating between frameworks")
+                        help="processes per framework and net, alternating between frameworks")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--torch-python", default=os.environ.get("FER_BENCH_TORCH_PYTHON"),
                         help="python of an environment with PyTorch (benchmark-only)")
     parser.add_argument("--caffe", action="append", default=[], metavar="NAME=PREFIX",
                         help="also measure the Caffe installed at PREFIX")
+    parser.add_argument("--profile", action="store_true",
+                        help="print `caffe time`'s per-layer times of every caffe-tool run")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help="CSV file the rows are appended to")
-    parser.add_argument("--no-peak", action="store_true", help="skip the FMA/BLAS ceilings")
-    parser.add_argument("--worker", choices=("caffe", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    parser.add_argument("--no-peak", action="store_true", help="skip the FMA peak")
+    parser.add_argument("--worker", choices=("pycaffe", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.nets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in NETS]
-    if unknown:
-        parser.error(f"unknown net(s) {unknown}; choose from {list(NETS)}")
 
     if args.worker:
-        work = caffe_worker if args.worker == "caffe" else torch_worker
-        name = names[0]
-        print(json.dumps(work(name, args.batch or DEFAULT_BATCH[name], args.warmup,
-                              args.iters or DEFAULT_ITERS[name], args.threads)))
+        iters = args.iters or 1
+        if args.worker == "pycaffe":
+            result = pycaffe_worker(args.model, args.warmup, iters)
+        else:
+            result = torch_worker(args.model, args.warmup, iters, args.threads)
+        print(json.dumps(result))
         return 0
 
-    builds = parse_caffe_builds(args.caffe)
-    if args.torch_python and not Path(args.torch_python).is_file():
-        parser.error(f"--torch-python {args.torch_python} does not exist")
-    if not args.torch_python:
+    names = [n.strip() for n in args.nets.split(",") if n.strip()]
+    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    for given, known, what in ((names, NETS, "net"), (frameworks, FRAMEWORKS, "framework")):
+        unknown = [n for n in given if n not in known]
+        if unknown:
+            parser.error(f"unknown {what}(s) {unknown}; choose from {list(known)}")
+    if "pytorch" in frameworks and not args.torch_python:
         print("note: no --torch-python (or $FER_BENCH_TORCH_PYTHON): PyTorch is not measured",
               file=sys.stderr)
-    machine = machine_description()
-    load_before = os.getloadavg()[0]
-    print(f"machine: {machine}; threads: {args.threads}; load average: {load_before:.2f}")
-    peak = blas = bits = None
+        frameworks.remove("pytorch")
+    if args.torch_python and not Path(args.torch_python).is_file():
+        parser.error(f"--torch-python {args.torch_python} does not exist")
+    builds = parse_caffe_builds(args.caffe)
+
+    machine, flags = machine_description()
+    unset = [f"{k}={os.environ[k]}" for k in UNSET_ENV if k in os.environ]
+    print(f"machine: {machine}; flags: {flags}; threads: {args.threads}")
+    print(f"environment: {'removed ' + ', '.join(unset) if unset else 'neither set'} "
+          f"({', '.join(UNSET_ENV)}): {UNSET_REASON}")
+    env_unset = " ".join(unset) or "none set"
+    peak = bits = None
     if not args.no_peak:
         peak, bits = measure_fma_peak(args.threads)
-        blas = measure_blas_ceiling(args.threads)
         if peak:
-            print(f"FMA peak ({bits}-bit, {args.threads} threads): {peak:.1f} GFLOP/s; "
-                  f"numpy float32 4096^3 matmul: {blas:.1f} GFLOP/s")
+            print(f"FMA peak ({bits}-bit, {args.threads} threads): {peak:.1f} GFLOP/s")
 
     rows = []
-    for name in names:
-        batch = args.batch or DEFAULT_BATCH[name]
-        runs = [(label, "caffe", sys.executable, pdir) for label, pdir in builds]
-        if args.torch_python:
-            runs.append(("pytorch", "torch", args.torch_python, None))
-        samples = {label: [] for label, *_ in runs}
-        info = {}
-        for _ in range(args.repeats):
-            for label, framework, python, pdir in runs:
-                result = run_worker(python, framework, name, batch, args.warmup,
-                                    args.iters or DEFAULT_ITERS[name], args.threads, pdir)
-                samples[label] += result["times"]
-                info[label] = result
-        for label, *_ in runs:
-            median = statistics.median(samples[label])
-            flops = info[label]["flops"]
-            rows.append({
-                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
-                "machine": machine, "threads": args.threads,
-                "load_before": f"{load_before:.2f}", "net": name, "batch": batch,
-                "framework": label, "build": info[label]["build"],
-                "ms_per_iter_median": f"{median * 1e3:.1f}",
-                "ms_per_iter_all": " ".join(f"{t * 1e3:.0f}" for t in samples[label]),
-                "gflop_per_iter": f"{flops / 1e9:.2f}",
-                "gflops": f"{flops / median / 1e9:.1f}",
-                "fraction_of_fma_peak": f"{flops / median / 1e9 / peak:.2f}" if peak else "",
-                "fma_peak_gflops": f"{peak:.1f}" if peak else "",
-                "blas_gflops": f"{blas:.1f}" if blas else ""})
-        flop_counts = {info[label]["flops"] for label, *_ in runs}
-        if len(flop_counts) != 1:
-            print(f"warning: {name}: the frameworks count different FLOPs {flop_counts}: "
-                  "the architectures differ", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in names:
+            batch = args.batch or DEFAULT_BATCH[name]
+            iters = args.iters or DEFAULT_ITERS[name]
+            net_param, roles = caffe_timing_net(name, batch, args.variant)
+            model = Path(folder) / f"{name}.prototxt"
+            model.write_text(str(net_param))
+            graph = Path(folder) / f"{name}.json"
+            graph.write_text(json.dumps(layer_graph(net_param)))
+            runs = []
+            for label, caffe_bin, pydir in builds:
+                if "caffe-tool" in frameworks:
+                    runs.append((f"{label} tool", "caffe-tool", caffe_bin, pydir))
+                if "pycaffe" in frameworks:
+                    runs.append((f"{label} pycaffe", "pycaffe", caffe_bin, pydir))
+            if "pytorch" in frameworks:
+                runs.append(("pytorch", "pytorch", None, None))
+            samples = {run[0]: [] for run in runs}
+            info = {}
+            load_before = os.getloadavg()[0]
+            for _ in range(args.repeats):
+                for label, kind, caffe_bin, pydir in runs:
+                    env = measurement_env(args.threads, pydir)
+                    if kind == "caffe-tool":
+                        ms, layers, blas = run_caffe_tool(caffe_bin, model, iters, env)
+                        samples[label].append(ms / 1e3)
+                        info[label] = {"blas": blas, "build": str(caffe_bin), "flops": None}
+                        if args.profile:
+                            print_profile(label, name, layers, ms)
+                    else:
+                        python = sys.executable if kind == "pycaffe" else args.torch_python
+                        worker = "pycaffe" if kind == "pycaffe" else "torch"
+                        result = run_worker(python, [
+                            "--worker", worker, "--model", str(model if kind == "pycaffe" else graph),
+                            "--warmup", str(args.warmup), "--iters", str(iters),
+                            "--threads", str(args.threads)], env)
+                        samples[label] += result["times"]
+                        info[label] = result
+            load_after = os.getloadavg()[0]
+            flops = net_flops(name, batch, args.variant)
+            for label, result in info.items():
+                if result["flops"] is not None and result["flops"] != flops:
+                    print(f"warning: {name}: {label} counts {result['flops']} FLOPs, Caffe's "
+                          f"net {flops}: the architectures differ", file=sys.stderr)
+            for label, kind, *_ in runs:
+                median = statistics.median(samples[label])
+                gflops = flops / median / 1e9 if flops else None
+                rows.append({
+                    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
+                    "machine": machine, "cpu_flags": flags, "threads": args.threads,
+                    "load_before": f"{load_before:.2f}", "load_after": f"{load_after:.2f}",
+                    "net": name, "input": "x".join(map(str, roles.input_shape)), "batch": batch,
+                    "variant": args.variant, "framework": label, "build": info[label]["build"],
+                    "blas": info[label]["blas"], "env_unset": env_unset,
+                    "ms_per_iter_median": f"{median * 1e3:.2f}",
+                    "ms_per_iter_all": " ".join(f"{t * 1e3:.1f}" for t in samples[label]),
+                    "gflop_per_iter": f"{flops / 1e9:.3f}" if flops else "",
+                    "gflops": f"{gflops:.1f}" if gflops else "",
+                    "fraction_of_fma_peak": f"{gflops / peak:.3f}" if gflops and peak else "",
+                    "fma_peak_gflops": f"{peak:.1f}" if peak else ""})
 
     print_table(rows)
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not args.results.exists()
-    with args.results.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        if new_file:
-            writer.writeheader()
-        writer.writerows(rows)
-    print(f"appended {len(rows)} rows to {args.results}")
+    for label in sorted({r["framework"] for r in rows}):
+        print(f"{label}: {next(r['blas'] for r in rows if r['framework'] == label)}")
+    if not args.no_save:
+        append_rows(args.results, rows)
+        print(f"appended {len(rows)} rows to {args.results}")
     return 0
 
 
 def print_table(rows):
-    header = ("net", "batch", "framework", "ms/iter", "GFLOP/iter", "GFLOP/s", "of peak",
-              "vs pytorch")
+    header = ("net", "input", "batch", "framework", "ms/iter", "GFLOP/iter", "GFLOP/s",
+              "of peak", "vs pytorch", "load")
     torch_ms = {r["net"]: float(r["ms_per_iter_median"]) for r in rows
                 if r["framework"] == "pytorch"}
     lines = [header]
     for r in rows:
         ms = float(r["ms_per_iter_median"])
         ratio = f"{ms / torch_ms[r['net']]:.2f}x" if r["net"] in torch_ms else ""
-        lines.append((r["net"], str(r["batch"]), r["framework"], r["ms_per_iter_median"],
-                      r["gflop_per_iter"], r["gflops"], r["fraction_of_fma_peak"], ratio))
+        lines.append((r["net"], r["input"], str(r["batch"]), r["framework"],
+                      r["ms_per_iter_median"], r["gflop_per_iter"], r["gflops"],
+                      r["fraction_of_fma_peak"], ratio, f"{r['load_before']}/{r['load_after']}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)))

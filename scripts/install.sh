@@ -16,6 +16,9 @@
 #   FER_CAFFE_PREFIX   use this Caffe install (bin/caffe, python/caffe) instead of building
 #   FER_CAFFE_SOURCE_DIR  build from this git checkout of BVLC/caffe at 99bd997
 #   FER_CAFFE_CXX_FLAGS   extra compiler flags for Caffe (part of the cache key)
+#   FER_CAFFE_BLAS     Caffe's BLAS (part of the cache key; docs/performance.md):
+#                      openblas-openmp (default: Debian's OpenBLAS, OpenMP variant) or
+#                      scipy-openblas32 (a current OpenBLAS, pip-installed into the prefix)
 #   FER_SKIP_APT=1     do not call apt-get (packages already there)
 set -euo pipefail
 
@@ -24,6 +27,9 @@ python=/usr/bin/python3
 venv="$repo/.venv"
 cache=${FER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fer-sparse}
 cxx_flags=${FER_CAFFE_CXX_FLAGS:-}
+blas=${FER_CAFFE_BLAS:-openblas-openmp}
+# The scipy-openblas32 wheel (PyPI) the CAFFE_BLAS=scipy-openblas32 build links.
+scipy_openblas32=scipy-openblas32==0.3.34.481.3
 say() { printf '[install] %s\n' "$*" >&2; }
 
 as_root() {
@@ -54,6 +60,9 @@ caffe_cache_key() {
     {
         sha256sum "$repo/CMakeLists.txt" "$repo"/caffe_build/patches/*.patch | awk '{print $1}'
         echo "cxx_flags=$cxx_flags"
+        echo "blas=$blas"
+        if [ "$blas" = scipy-openblas32 ]; then echo "$scipy_openblas32"; fi
+        sha256sum "$repo"/caffe_build/blas/* | awk '{print $1}'
         echo "source_dir=${FER_CAFFE_SOURCE_DIR:+git-99bd997}"
         "$python" -c 'import sys; print(sys.version)'
     } | sha256sum | cut -c1-16
@@ -71,9 +80,17 @@ build_caffe() {
         source_arg="-DCAFFE_SOURCE_TARBALL=$caffe_source"
     fi
     rm -rf "$build" "$prefix"
+    local blas_args=(-DCAFFE_BLAS="$blas")
+    if [ "$blas" = scipy-openblas32 ]; then
+        # Inside the prefix: Caffe's RUNPATH points here, so it lives and goes with the build.
+        "$python" -m pip install -q --disable-pip-version-check --no-deps \
+            --target "$prefix/blas" "$scipy_openblas32"
+        blas_args+=(-DCAFFE_SCIPY_OPENBLAS_DIR="$prefix/blas/scipy_openblas32")
+    fi
     say "building Caffe into $prefix (about 4 minutes on 2 cores; log: $build/caffe/src/caffe-stamp/)"
     cmake -S "$repo" -B "$build" "$source_arg" -DCAFFE_INSTALL_PREFIX="$prefix" \
-        -DCAFFE_CXX_FLAGS="$cxx_flags" -DCAFFE_PYTHON_EXECUTABLE="$python" >"$cache/cmake-configure.log" 2>&1 \
+        -DCAFFE_CXX_FLAGS="$cxx_flags" -DCAFFE_PYTHON_EXECUTABLE="$python" "${blas_args[@]}" \
+        >"$cache/cmake-configure.log" 2>&1 \
         || { cat "$cache/cmake-configure.log" >&2; exit 1; }
     cmake --build "$build"
     # The source it was built from (tests compile Caffe's own gtests of the

@@ -20,6 +20,15 @@ def installed_prefix():
     return Path(import_caffe().__file__).resolve().parents[2]
 
 
+def interface_include_dirs(prefix):
+    """The include folders libcaffe's users need beside the prefix's (e.g. the BLAS's
+    cblas.h that CAFFE_BLAS chose), as CaffeTargets.cmake lists them."""
+    text = (prefix / "share" / "Caffe" / "CaffeTargets.cmake").read_text()
+    found = re.search(r'INTERFACE_INCLUDE_DIRECTORIES "([^"]*)"', text)
+    dirs = found.group(1).replace("${_IMPORT_PREFIX}", str(prefix)).split(";") if found else []
+    return [f"-I{d}" for d in dict.fromkeys(dirs) if d and d != "/usr/include"]
+
+
 def compile_definitions(prefix):
     """The definitions libcaffe was built with (CPU_ONLY, USE_OPENCV, ...)."""
     text = (prefix / "share" / "Caffe" / "CaffeTargets.cmake").read_text()
@@ -50,7 +59,8 @@ def test_caffe_gtests_of_the_patched_layers_pass(patched_source, tmp_path):
     prefix, root = patched_source
     binary = tmp_path / "caffe_gtests"
     compile_cmd = ["g++", "-O1", "-fopenmp", *compile_definitions(prefix),
-                   f"-I{prefix / 'include'}", f"-I{root / 'include'}", f"-I{root / 'src'}",
+                   f"-I{prefix / 'include'}", *interface_include_dirs(prefix),
+                   f"-I{root / 'include'}", f"-I{root / 'src'}",
                    *[str(root / s) for s in TEST_SOURCES], "-o", str(binary),
                    f"-L{prefix / 'lib'}", f"-Wl,-rpath,{prefix / 'lib'}", "-lcaffe", "-lglog",
                    "-lgflags", "-lprotobuf", "-lboost_system", "-lboost_thread", "-lpthread"]

@@ -1,0 +1,91 @@
+"""benchmarks/bench_train.py: the nets it times are the project's, its `caffe time`
+parsing and BLAS report read a real run, its CSV keeps older rows; the CMake
+build's BLAS choice refuses what it cannot build."""
+import csv
+import subprocess
+
+import pytest
+
+from benchmarks import bench_train
+from nets.build import experiment_nets, phase_net
+from runtime.caffe_env import REPO_ROOT
+
+
+@pytest.mark.parametrize("net", bench_train.NETS)
+def test_timing_net_is_the_train_net_with_input_layers(caffe, net, tmp_path):
+    timing, roles = bench_train.caffe_timing_net(net, 2)
+    train = phase_net(experiment_nets(net, "softmax", batch_size=2, train_source="unused",
+                                      test_source="unused").train_val, 0)
+    assert [(l.name, l.type) for l in timing.layer[1:]] == \
+        [(l.name, l.type) for l in train.layer[1:]]
+    assert timing.layer[0].type == "Input" and list(timing.layer[0].top) == ["data", "label"]
+    graph = bench_train.layer_graph(timing)  # every layer has a PyTorch translation
+    assert [entry["name"] for entry in graph] == [l.name for l in timing.layer]
+    if net in ("toy", "cnn48"):  # small enough to instantiate here
+        path = tmp_path / "net.prototxt"
+        path.write_text(str(timing))
+        built = caffe.Net(str(path), caffe.TRAIN)
+        assert built.blobs["data"].data.shape == (2, *roles.input_shape)
+        assert bench_train.caffe_flops(built) > 0
+
+
+def test_layer_graph_refuses_an_untranslated_layer(caffe):
+    timing, _ = bench_train.caffe_timing_net("toy", 1)
+    timing.layer[2].type = "LRN"
+    with pytest.raises(ValueError, match="LRN"):
+        bench_train.layer_graph(timing)
+
+
+def test_caffe_tool_run_parses_and_names_its_blas(caffe_bin, tmp_path):
+    timing, _ = bench_train.caffe_timing_net("toy", 16)
+    model = tmp_path / "toy.prototxt"
+    model.write_text(str(timing))
+    # caffe time's total has a resolution of 1 ms over all iterations: enough of them.
+    ms, layers, blas = bench_train.run_caffe_tool(caffe_bin, model, 30,
+                                                  bench_train.measurement_env(1))
+    assert ms > 0
+    assert {"conv1", "fc1", "loss"} <= set(layers)
+    assert all(len(times) == 2 for times in layers.values())
+    # The library the caffe process mapped, with its version and run-time kernel family.
+    assert "openblas" in blas and "(" in blas, blas
+
+
+def test_measurement_env_removes_the_kernel_pinning_variables(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    env = bench_train.measurement_env(3)
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
+
+
+def test_parse_caffe_time_without_a_total_fails():
+    with pytest.raises(ValueError, match="Average Forward-Backward"):
+        bench_train.parse_caffe_time("I1201 caffe.cpp:400] conv1\tforward: 1.0 ms.\n")
+
+
+def test_append_rows_keeps_older_rows_under_a_wider_header(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("date,net,old_column\n2026-11-27T22:48Z,vgg16,x\n")
+    bench_train.append_rows(path, [{"date": "2026-12-01T23:00Z", "net": "resnet",
+                                    "framework": "pytorch"}])
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["net"], r["old_column"], r["framework"]) for r in rows] == \
+        [("vgg16", "x", ""), ("resnet", "", "pytorch")]
+
+
+def _configure(tmp_path, *args):
+    return subprocess.run(["cmake", "-S", str(REPO_ROOT), "-B", str(tmp_path / "build"), *args],
+                          capture_output=True, text=True)
+
+
+def test_cmake_refuses_an_unknown_blas(tmp_path):
+    proc = _configure(tmp_path, "-DCAFFE_BLAS=atlas")
+    assert proc.returncode != 0
+    assert "CAFFE_BLAS='atlas'" in proc.stderr and "scipy-openblas32" in proc.stderr
+
+
+def test_cmake_scipy_openblas32_needs_the_wheel_folder(tmp_path):
+    proc = _configure(tmp_path, "-DCAFFE_BLAS=scipy-openblas32",
+                      f"-DCAFFE_SCIPY_OPENBLAS_DIR={tmp_path / 'missing'}")
+    assert proc.returncode != 0
+    assert "CAFFE_SCIPY_OPENBLAS_DIR" in proc.stderr and "libscipy_openblas.so" in proc.stderr
