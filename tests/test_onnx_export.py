@@ -66,13 +66,13 @@ def faces(count, size):
     return np.stack(images[:count])[:, np.newaxis].astype(np.float32)
 
 
-def layer_types(net_param):
+def layers_by_name(net_param):
     return {layer.name: layer for layer in net_param.layer}
 
 
 def randomise(net, net_param, rng):
     """He-scaled weights, random biases, PReLU slopes in (0.05, 0.6), learned alphas in (1.5, 3)."""
-    layers = layer_types(net_param)
+    layers = layers_by_name(net_param)
     for name, blobs in net.params.items():
         layer = layers[name]
         if layer.type == "PReLU":
