@@ -4,7 +4,9 @@
    (alignment, crops, gray-level normalisation, person-independent folds, LMDBs);
 2. cross-validate the paper's toy network (Section 3.2) with each variant under ``caffe train``;
 3. RespondRatio (Eq. 13) of each trained toy network;
-4. a Markdown report beside the paper's numbers.
+4. a Markdown report beside the paper's numbers, followed by any extra
+   sections the caller adds (tools/main_job.py adds a predict.py example:
+   inference/ sits above experiments/ and is not imported here).
 
 Every step reuses what a previous run finished, so a second run only redoes
 what is missing.
@@ -19,6 +21,7 @@ from experiments.crossval import print_summary, run_crossval
 from experiments.report import build_report
 from experiments.respond_ratio import run_respond_ratio
 from experiments.training import TrainingOptions
+from runtime.files import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,12 @@ class MainJob:
     variants: tuple = ("softmax", "l2", "l2_center")
 
 
-def run_main_job(job):
-    """Run ``job``; returns the report's path."""
+def run_main_job(job, extra_sections=()):
+    """Run ``job``; returns the report's path.
+
+    ``extra_sections``: callables (run folders, output folder) -> Markdown,
+    appended to the report in order.
+    """
     started = time.time()
     out = Path(job.out)
     data_dir = out / "synthetic"
@@ -61,6 +68,9 @@ def run_main_job(job):
 
     print("[4/4] report")
     report = out / "report.md"
-    build_report(run_dirs, report, title="Main job: toy network on the synthetic dataset")
+    text = build_report(run_dirs, report, title="Main job: toy network on the synthetic dataset")
+    extras = [section(run_dirs, out) for section in extra_sections]
+    if extras:
+        write_text_atomic(report, "\n".join([text.rstrip(), "", *extras]) + "\n")
     print(f"done in {time.time() - started:.0f} s. Report: {report}")
     return report

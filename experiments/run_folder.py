@@ -177,3 +177,9 @@ def final_snapshot(fold_dir, max_iter):
 def trained_snapshot(fold_dir):
     """The final snapshot of a finished training (its iteration count from training.json)."""
     return final_snapshot(fold_dir, read_json(Path(fold_dir) / TRAINING)["iterations"])
+
+
+def trained_folds(run_dir):
+    """Fold folders of a run whose training finished (training.json), sorted: the first is the
+    one a model is taken from when none is named (tools/predict.py, tools/export_onnx.py)."""
+    return sorted(p.name for p in Path(run_dir).iterdir() if (p / TRAINING).is_file())

@@ -38,7 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from caffe_layers import functional
 from data_prep.prepared import MANIFEST
-from experiments.run_folder import TRAINING, read_config, trained_snapshot
+from experiments.run_folder import TRAINING, read_config, trained_folds, trained_snapshot
 from nets import file_names
 from nets.blocks import TEST
 from nets.build import phase_net
@@ -553,17 +553,13 @@ def run_fold_dir(run_dir, fold=None):
         fold_dir = run_dir / fold
         if not (fold_dir / TRAINING).is_file():
             raise OnnxExportError(f"error: {fold_dir} has no finished training ({TRAINING} missing); "
-                                  f"pass a --fold that finished (one of: {', '.join(_trained_folds(run_dir)) or 'none'})")
+                                  f"pass a --fold that finished (one of: {', '.join(trained_folds(run_dir)) or 'none'})")
         return fold_dir
-    folds = _trained_folds(run_dir)
+    folds = trained_folds(run_dir)
     if not folds:
         raise OnnxExportError(f"error: {run_dir} has no fold with a finished training "
                               f"({TRAINING}); train it with tools/crossval.py first")
     return run_dir / folds[0]
-
-
-def _trained_folds(run_dir):
-    return sorted(p.name for p in Path(run_dir).iterdir() if (p / TRAINING).is_file())
 
 
 def run_export_inputs(run_dir, fold=None):

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from data_prep.prepared import MANIFEST
-from experiments.run_folder import CONFIG, TRAINING, read_config, snapshot_path
+from experiments.run_folder import CONFIG, TRAINING, read_config, snapshot_path, trained_folds
 from inference.media import read_gray
 from inference.preprocessing import FaceCropper, SmallFace, prep_config_from_manifest
 from runtime.files import read_json
@@ -57,18 +57,13 @@ class ImagePrediction:
     small: list  # SmallFace: faces found but too small to classify
 
 
-def _fold_dirs(run_dir):
-    """Folds of a run with a finished training, sorted (the same rule as inference.onnx_export)."""
-    return sorted(p.name for p in Path(run_dir).iterdir() if (p / TRAINING).is_file())
-
-
 def resolve_run_model(model, fold=None):
     """(deploy prototxt, caffemodel, config, fold folder) of a run folder or a fold folder of one."""
     model = Path(model)
     if (model / CONFIG).is_file():
         run_dir = model
         if fold is None:
-            folds = _fold_dirs(run_dir)
+            folds = trained_folds(run_dir)
             if not folds:
                 raise ModelError(f"error: {run_dir} has no fold with a finished training ({TRAINING} "
                                  "missing in every fold); train it with tools/crossval.py (a rerun "
@@ -86,7 +81,7 @@ def resolve_run_model(model, fold=None):
     config = read_config(run_dir)
     if not fold_dir.is_dir():
         raise ModelError(f"error: {run_dir} has no fold {fold_dir.name} (folds with a finished training: "
-                         f"{', '.join(_fold_dirs(run_dir)) or 'none'})")
+                         f"{', '.join(trained_folds(run_dir)) or 'none'})")
     from nets.experiment import file_names   # the net generator is needed only on the Caffe path
     deploy = fold_dir / file_names(config["net"], config["variant"])["deploy"]
     if not deploy.is_file():

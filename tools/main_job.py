@@ -4,13 +4,16 @@
 
 Generates and prepares the synthetic dataset, cross-validates the toy network
 with each variant under `caffe train`, computes RespondRatio (Eq. 13) and
-writes a Markdown report beside the paper's numbers (experiments/main_job.py).
-Every step reuses what a previous run finished. Prints where the report is.
+writes a Markdown report beside the paper's numbers (experiments/main_job.py),
+ending with tools/predict.py applied to generated faces of an unseen subject
+with the last variant's model (inference/report_example.py). Every step reuses
+what a previous run finished. Prints where the report is.
 """
 import argparse
 from pathlib import Path
 
 from experiments.main_job import MainJob, run_main_job
+from inference.report_example import predict_example_markdown, write_example_faces
 from runtime.caffe_env import REPO_ROOT
 
 
@@ -29,11 +32,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def predict_example(run_dirs, out):
+    return predict_example_markdown(run_dirs[-1], write_example_faces(out / "example_faces"))
+
+
 def main(argv=None):
     args = parse_args(argv)
     return run_main_job(MainJob(out=args.out, folds=args.folds, subjects=args.subjects,
                                 images=args.images, iters=args.iters, batch_size=args.batch_size,
-                                variants=tuple(args.variants)))
+                                variants=tuple(args.variants)),
+                        extra_sections=[predict_example])
 
 
 if __name__ == "__main__":
