@@ -22,7 +22,7 @@ from data_prep.prepared import PreparedDataset
 from experiments.crossdb import run_crossdb
 from experiments.crossval import run_crossval
 from experiments.run_folder import read_summary, trained_snapshot
-from experiments.tables import DATABASES, TABLES
+from experiments.tables import DATABASES
 from experiments.training import TrainingOptions
 from nets.catalog import NETS
 

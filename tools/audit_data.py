@@ -11,7 +11,6 @@ Prints the figures per split part and every warning; --strict exits with
 status 1 when there is a warning. See docs/data.md, "Data-quality audit".
 """
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
