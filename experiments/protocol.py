@@ -41,6 +41,10 @@ PART_PAIRS = (("train", "test"), ("train", "val"), ("val", "test"))
 _POPCOUNT = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
 
 
+class ProtocolError(ValueError):
+    """A run folder whose files do not say how its model was selected; the message names the file."""
+
+
 def _sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -285,11 +289,16 @@ def model_selection(run_dir):
     config = read_config(run_dir)
     summary = read_summary(run_dir)
     if config.get("tool") != "crossval" or summary is None:
-        raise ValueError(f"{run_dir} is not a finished crossval run folder")
+        raise ProtocolError(f"{run_dir} is not a finished crossval run folder")
     names = file_names(config["net"], config["variant"])
     folds, solvers = [], {}
     for fold in summary["folds"]:
         fold_dir = run_dir / fold
+        for path in (fold_dir / RESULT, fold_dir / TRAINING, fold_dir / names["train_val"],
+                     fold_dir / names["solver"]):
+            if not path.is_file():
+                raise ProtocolError(f"{path} is missing, so the fold's training and scored snapshot "
+                                    "are unknown")
         result, training = read_json(fold_dir / RESULT), read_json(fold_dir / TRAINING)
         watched, source = _watched_part(fold_dir / names["train_val"])
         final = snapshot_path(fold_dir, training["iterations"]).name

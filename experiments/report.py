@@ -62,9 +62,12 @@ def accuracy_section(runs):
 def statistics_section(runs):
     lines = ["## Sensitivity, specificity and AUC", "",
              "Per-class one-vs-rest measures averaged over the classes (pooled over folds), as the "
-             "paper's Table 4 and Fig. 8.", "",
-             "| dataset | net | variant | sensitivity | specificity | mean AUC | paper sens. / spec. |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "paper's Table 4 and Fig. 8. The balance point is where a class's ROC curve has "
+             "sensitivity = specificity, the paper's Table 4 measure; the arg-max columns are the "
+             "one-vs-rest rates of the predicted class (one operating point, for reference).", "",
+             "| dataset | net | variant | balance point sens. = spec. | arg-max sensitivity "
+             "| arg-max specificity | mean AUC | paper sens. / spec. |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in runs:
         config, summary = run["config"], run["summary"]
         if config.get("tool") != "crossval" or summary is None:
@@ -74,7 +77,8 @@ def statistics_section(runs):
         paper_text = f"{paper['sensitivity']:.2f} / {paper['specificity']:.2f}" if paper else "–"
         auc = pooled.get("mean_auc")
         lines.append(f"| {_DATASET_NAMES.get(config['dataset'], config['dataset'])} | {config['net']} "
-                     f"| {config['variant']} | {_pct(pooled['mean_sensitivity'])} "
+                     f"| {config['variant']} | {_pct(pooled.get('balance_sensitivity'))} "
+                     f"| {_pct(pooled['mean_sensitivity'])} "
                      f"| {_pct(pooled['mean_specificity'])} | {'–' if auc is None else f'{auc:.3f}'} "
                      f"| {paper_text} |")
     return lines
@@ -242,7 +246,10 @@ def collect_protocol(runs, checks=True):
     selection = {}
     for run in crossval:
         if run["summary"] is not None:
-            selection[str(run["dir"])] = protocol.model_selection(run["dir"])
+            try:
+                selection[str(run["dir"])] = protocol.model_selection(run["dir"])
+            except protocol.ProtocolError as error:
+                selection[str(run["dir"])] = {"error": str(error)}
     return {"datasets": datasets, "model_selection": selection}
 
 
@@ -279,26 +286,32 @@ def protocol_section(checks):
                 f"**no** ({report['mismatched_entries']} item list entries differ from items.json)"
                 if report["mismatched_entries"] else "**no** (manifest.json's subjects differ)")
             item_counts = ", ".join(f"{part} {value['items']}" for part, value in parts.items())
-            subject_counts = ", ".join(f"{part} {value['subjects']}" for part, value in parts.items())
+            subject_counts = ("–" if report["disjoint"] is None else
+                              ", ".join(f"{part} {value['subjects']}" for part, value in parts.items()))
             lines.append(f"| {split} | `{hashes['splits'][split][:16]}…` | {item_counts} | {subject_counts} "
                          f"| {shared} | {items} | {recorded} |")
         duplicates = check["duplicates"]
         lines += ["", f"Duplicates (hashed: {'original image files' if duplicates['hashed'] == 'sources' else 'first crop in the LMDBs'}): "
                   "images of the second part with an identical image (same pixels) in the first, and "
                   f"the others with one within {duplicates['near_bits']} of 64 pHash bits (imagehash).", "",
-                  "| split | parts | images | exact (pairs) | near | examples |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "| split | parts | images | exact (pairs) | near | nearest image at (bits: images) "
+                  "| examples |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for split, pairs in duplicates["splits"].items():
             for pair, d in pairs.items():
                 examples = [f"{_short(a)} = {_short(b)}" for a, b in d["exact_examples"][:2]]
                 examples += [f"{_short(a)} ~ {_short(b)} ({bits} bits)" for a, b, bits in d["near_examples"][:2]]
+                nearest = " ".join(f"{bits}: {n}" for bits, n in enumerate(d["distance_counts"]) if n)
                 lines.append(f"| {split} | {pair} | {d['images']} | {d['exact']} ({d['exact_pairs']}) "
-                             f"| {d['near']} | {'; '.join(examples) or '–'} |")
+                             f"| {d['near']} | {nearest or '–'} | {'; '.join(examples) or '–'} |")
         lines.append("")
     if checks["model_selection"]:
         lines += ["### Model selection", "",
                   "Read from each run's fold files (the net each training watched, the snapshot scored):", ""]
         for run_dir, selection in checks["model_selection"].items():
+            if "error" in selection:
+                lines.append(f"- {Path(run_dir).name}: not checked: {selection['error']}.")
+                continue
             flag = " **(check: selection on test possible)**" if selection["selection_on_test"] else ""
             lines.append(f"- {Path(run_dir).name}: {selection['statement']}{flag}.")
     return lines

@@ -200,8 +200,11 @@ def test_the_report_writes_the_protocol_checks(tmp_path):
     hashes = checks["datasets"][str(data)]["hashes"]
     assert f"fold manifest sha256 (every split's parts: items, labels, subjects, source names) `{hashes['folds']}`" in text
     assert "| fold_00 | `" in text and "| train 24, test 24 | train 2, test 2 | train/test: none |" in text
-    assert "| fold_00 | train/test | 24 |" in text
+    assert "| fold_00 | train/test | 24 | 0 (0) | 0 |" in text
     assert "- tiny_toy_softmax: the final snapshot (iteration 20) of every fold was scored" in text
+    (run / "fold_01" / "training.json").unlink()
+    text = "\n".join(report.protocol_section(report.collect_protocol(runs)))
+    assert "- tiny_toy_softmax: not checked: " in text and "fold_01/training.json is missing" in text
     moved = tmp_path / "moved_run"
     write_run_config(moved, tmp_path / "gone", [])
     assert "Not checked:" in "\n".join(report.protocol_section(report.collect_protocol([report.load_run(moved)])))

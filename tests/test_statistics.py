@@ -176,7 +176,13 @@ def test_report_shows_statistics_and_protocol_checks(tmp_path):
                 p.update(item=e["item"], source=e["source"])
             (run / fold / "predictions.json").write_text(json.dumps(predictions))
         runs.append(run)
+    summary = json.loads((runs[1] / "summary.json").read_text())
+    summary["pooled"]["balance_sensitivity"] = 0.8
+    (runs[1] / "summary.json").write_text(json.dumps(summary))
     text = report.build_report(runs, tmp_path / "report.md", checks=False)
+    # Table 4: the balance point beside the arg-max rates, each labelled.
+    assert "| balance point sens. = spec. | arg-max sensitivity | arg-max specificity |" in text
+    assert "| tiny | toy | l2 | 80.00 | 50.00 | 50.00 |" in text and "| tiny | toy | softmax | – | 50.00 |" in text
     assert "## Statistics over folds and seeds" in text and "## Protocol checks" not in text
     assert "| tiny | toy | l2 | 1 | 2 |" in text
     comparison = statistics.compare_to_baseline([runs[1]], [runs[0]])
