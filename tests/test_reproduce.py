@@ -74,3 +74,11 @@ def test_runs_go_through_the_scheduler_library(fer, tmp_path):
 def test_missing_data_names_what_to_prepare(tmp_path):
     with pytest.raises(SystemExit, match="needs prepared datasets for ckplus, fer2013"):
         reproduce.main(["--table", "9", "--runs-dir", str(tmp_path)])
+
+
+def test_the_readme_maps_every_table_and_figure_to_its_command():
+    from runtime.caffe_env import REPO_ROOT
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Running the paper's experiments", 1)[1].split("\n## ", 1)[0]
+    missing = [number for number in TABLES if f"`--table {number}`" not in section]
+    assert not missing, f"README's table-to-command map lacks tables {missing}"
