@@ -191,3 +191,19 @@ def test_report_shows_statistics_and_protocol_checks(tmp_path):
             f"{comparison['test']['pairs'][0]['only_baseline_correct']} | "
             f"{comparison['test']['p_value']:.3g} | **no**") in text
     assert report.build_report(runs, tmp_path / "r.md", baseline=None, checks=False).count("McNemar p |") == 0
+
+
+def test_report_groups_seeds_into_cells(tmp_path):
+    n = 200
+    runs = [write_run(tmp_path / f"{variant}_seed{s}", {"official": outcomes(np.arange(n) < right + 4 * s)},
+                      variant, seed=s)
+            for variant, right in (("softmax", 100), ("l2", 160)) for s in (0, 1, 2)]
+    text = report.build_report(runs, tmp_path / "report.md", checks=False)
+    l2 = statistics.cell_statistics(runs[3:])
+    assert l2["std_over_seeds"] == pytest.approx(np.std([0.80, 0.82, 0.84], ddof=1))
+    assert (f"| tiny | toy | l2 | 3 | 1 | {100 * l2['mean_over_folds']:.2f} (one) "
+            f"| {100 * l2['mean_over_seeds']:.2f} ± {100 * l2['std_over_seeds']:.2f} |") in text
+    assert "| tiny | toy | l2 | softmax | +30.00 | 60 / 0, 60 / 0, 60 / 0 |" in text
+    # Explicit groups: every run its own cell, so no seeds and no pairing of seeds.
+    text = report.build_report(runs, tmp_path / "each.md", seeds_groups=[[r] for r in runs], checks=False)
+    assert text.count("| tiny | toy | l2 | 1 | 1 |") == 3
