@@ -2,8 +2,8 @@
 
     python -m runtime.preflight train -solver prototxt/resnet_l2_solver.prototxt [caffe flags]
 
-``.venv/bin/caffe`` (written by scripts/install.sh) runs this before the real
-caffe for every ``train`` command. It reads the solver and its nets with
+``.venv/bin/caffe`` (written by scripts/install.sh) runs this with its own
+arguments before the real caffe whenever they hold the word ``train``. It reads the solver and its nets with
 caffe_pb2 and, resolving relative paths against the working directory exactly
 as Caffe does:
 - creates the snapshot prefix's folder (Caffe stops with "Cannot write to
@@ -45,6 +45,26 @@ def load_caffe_pb2():
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
+
+
+# Flags of the caffe tool (tools/caffe.cpp) and of glog that take a value: in
+# ``-flag value`` form the next word is that value, not the command.
+VALUE_FLAGS = {"gpu", "solver", "model", "phase", "level", "stage", "snapshot", "weights",
+               "iterations", "sigint_effect", "sighup_effect", "v", "log_dir", "minloglevel",
+               "stderrthreshold", "vmodule", "flagfile"}
+
+
+def caffe_command(argv):
+    """The command word of a caffe command line (gflags allow flags before it), or None."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = "=" not in arg and arg.lstrip("-") in VALUE_FLAGS
+        else:
+            return arg
+    return None
 
 
 def solver_flag(argv):
@@ -170,9 +190,9 @@ def check_train(solver_path, caffe_pb2=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] != "train":
+    if caffe_command(argv) != "train":
         return 0
-    solver_path = solver_flag(argv[1:])
+    solver_path = solver_flag(argv)
     if not solver_path:
         return 0  # caffe's own message for a missing -solver flag is clear
     if not Path(solver_path).is_file():

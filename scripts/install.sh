@@ -159,7 +159,7 @@ ENV
 #!/bin/sh
 # Written by scripts/install.sh: runs the project's Caffe with Python layers importable.
 export PYTHONPATH='$repo:$caffe_prefix/python:$site'\${PYTHONPATH:+:\$PYTHONPATH}
-if [ "\$1" = train ]; then '$venv/bin/python' -m runtime.preflight "\$@" || exit \$?; fi
+case " \$* " in *" train "*) '$venv/bin/python' -m runtime.preflight "\$@" || exit \$? ;; esac
 exec '$caffe_prefix/bin/caffe' "\$@"
 WRAP
     chmod +x "$venv/bin/caffe"

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from runtime.caffe_env import REPO_ROOT
-from runtime.preflight import (PreflightError, check_train, prepare_command, snapshot_folder,
-                               solver_flag)
+from runtime.preflight import (PreflightError, caffe_command, check_train, prepare_command,
+                               snapshot_folder, solver_flag)
 from tests.prepared_fixture import build_prepared_dataset
 
 SOLVER = "prototxt/resnet_l2_solver.prototxt"
@@ -81,6 +81,10 @@ def test_preflight_creates_the_snapshot_folder_of_the_committed_solver(caffe, tm
 
 
 def test_solver_flag_forms_and_prepare_commands():
+    assert caffe_command(["train", "-solver", "a"]) == "train"
+    assert caffe_command(["-solver", "a", "-logtostderr", "--gpu=0", "train"]) == "train"
+    assert caffe_command(["-model", "train", "test"]) == "test"  # a net file named "train"
+    assert caffe_command(["--version"]) is None
     assert solver_flag(["-solver", "a.prototxt", "-gpu", "0"]) == "a.prototxt"
     assert solver_flag(["--solver=b.prototxt"]) == "b.prototxt"
     assert solver_flag(["-weights", "w.caffemodel"]) is None
@@ -105,7 +109,8 @@ def test_other_commands_pass_through(caffe_bin, tmp_path):
     proc = subprocess.run([str(caffe_bin), "--version"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and "caffe version" in proc.stdout + proc.stderr
-    proc = subprocess.run([str(caffe_bin), "train", "-solver", "prototxt/missing.prototxt"],
+    # Flags may come before the command (gflags): the pre-flight still sees a train.
+    proc = subprocess.run([str(caffe_bin), "-solver", "prototxt/missing.prototxt", "train"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "the solver prototxt/missing.prototxt does not exist" in proc.stderr
