@@ -38,7 +38,7 @@ from runtime.files import read_json
 NEAR_DUPLICATE_BITS = 4
 EXAMPLES = 5
 PART_PAIRS = (("train", "test"), ("train", "val"), ("val", "test"))
-_POPCOUNT = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
+_POPCOUNT = np.array([i.bit_count() for i in range(1 << 16)], dtype=np.uint8)
 
 
 class ProtocolError(ValueError):
