@@ -229,14 +229,16 @@ def significance_section(rows):
 
 
 def collect_protocol(runs, checks=True):
-    """Protocol checks of every prepared dataset the crossval runs used, and of each run.
+    """Protocol checks of every prepared dataset the runs used, and of each crossval run.
 
     ``checks``: True computes them (experiments.protocol.check_dataset), or a
     dict {prepared-dataset folder: check_dataset result} computed before.
     """
     crossval = [run for run in runs if run["config"].get("tool") == "crossval"]
+    roots = [root for run in runs if run["config"].get("tool") in ("crossval", "crossdb")
+             for root in [run["config"]["data"], *run["config"].get("test_data", [])]]
     datasets = {}
-    for root in dict.fromkeys(run["config"]["data"] for run in crossval):
+    for root in dict.fromkeys(roots):
         if isinstance(checks, dict) and root in checks:
             datasets[root] = checks[root]
         elif not (Path(root) / "manifest.json").is_file():

@@ -205,6 +205,14 @@ def test_the_report_writes_the_protocol_checks(tmp_path):
     (run / "fold_01" / "training.json").unlink()
     text = "\n".join(report.protocol_section(report.collect_protocol(runs)))
     assert "- tiny_toy_softmax: not checked: " in text and "fold_01/training.json is missing" in text
+    # A cross-database run's training and test databases are both checked.
+    other = build_prepared_dataset(tmp_path / "other", folds=2, subjects=4, dataset="other")
+    crossdb = tmp_path / "crossdb_tiny_toy_l2"
+    crossdb.mkdir()
+    (crossdb / "config.json").write_text(json.dumps({"tool": "crossdb", "data": str(data), "dataset": "tiny",
+                                                     "test_data": [str(other)], "net": "toy", "variant": "l2"}))
+    assert list(report.collect_protocol([report.load_run(crossdb)], checks={str(data): {"missing": "x"}})
+                ["datasets"]) == [str(data), str(other)]
     moved = tmp_path / "moved_run"
     write_run_config(moved, tmp_path / "gone", [])
     assert "Not checked:" in "\n".join(report.protocol_section(report.collect_protocol([report.load_run(moved)])))
