@@ -6,7 +6,6 @@ snapshot cut short is set aside and the previous one used. Connection-pruning
 variants (``*_cp``) train in two stages in one fold (``train_fold``).
 """
 import json
-import math
 import re
 import sys
 import time
@@ -21,7 +20,6 @@ from experiments.caffe_train import run_caffe_train, segment_starts, snapshot_pr
 from experiments.run_folder import (TRAIN_LOG, TRAINING, UNPRUNED_STAGE, final_snapshot,
                                     remove_old_snapshots, set_aside_snapshot, snapshot_iterations,
                                     snapshot_prefix, solverstate_path)
-from nets.build import DEFAULT_TEST_BATCH_SIZE
 from nets.catalog import check_variant
 from nets.experiment import file_names, render, write_experiment
 from runtime.caffe_env import import_caffe
@@ -67,6 +65,9 @@ class TrainingOptions:
     weights: Optional[Path] = None
     seed: Optional[int] = None
     transferred_lr_mult: Optional[float] = None
+    center_lr_mult: Optional[float] = None
+    center_filler_std: Optional[float] = None
+    geometry: Optional[str] = None
     scale: Optional[str] = None
     snapshot_every: Optional[int] = None
 
@@ -85,7 +86,8 @@ class TrainingOptions:
                 "batch_size": self.batch_size, "base_lr": self.base_lr, "stepsize": self.stepsize,
                 "weights": str(Path(self.weights).resolve()) if self.weights else None,
                 "seed": self.seed, "transferred_lr_mult": self.transferred_lr_mult,
-                "scale": self.scale}
+                "center_lr_mult": self.center_lr_mult, "center_filler_std": self.center_filler_std,
+                "geometry": self.geometry, "scale": self.scale}
 
     def solver_overrides(self):
         overrides = {}
@@ -103,8 +105,9 @@ class TrainingOptions:
 
     def net_options(self):
         """write_experiment's net options that are set (None: nets' defaults)."""
-        return {} if self.transferred_lr_mult is None else {
-            "transferred_lr_mult": self.transferred_lr_mult}
+        options = {"transferred_lr_mult": self.transferred_lr_mult, "center_lr_mult": self.center_lr_mult,
+                   "center_filler_std": self.center_filler_std, "geometry": self.geometry}
+        return {key: value for key, value in options.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def _train(folder, data, options, weights, gpu, label, unpruned=False):
         folder, net=options.net, variant=options.variant,
         num_classes=data.num_classes, train_source=data.train_lmdb, test_source=data.watch_lmdb,
         input_size=data.image_size, batch_size=options.batch_size,
-        test_iter=max(1, math.ceil(data.watch_records / DEFAULT_TEST_BATCH_SIZE)),
+        test_records=data.watch_records,
         snapshot_prefix=snapshot_prefix(folder), **options.net_options(),
         **options.solver_overrides(), snapshot=snapshot_every)
     if unpruned:

@@ -221,6 +221,25 @@ def test_seed_and_transferred_lr_mult_reach_the_solver_the_nets_and_config(prepa
     assert re.search(r"lr_mult: 0\.25\b", conv[:conv.index("layer {")])
 
 
+def test_center_options_reach_the_center_loss_layer_and_config(prepared, tmp_path):
+    crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2_center", "--folds", "1",
+                   "--iters", "10", "--batch-size", "16", "--center-lr-mult", "50",
+                   "--center-filler-std", "0.1", "--runs-dir", str(tmp_path)])
+    run = tmp_path / "tiny_toy_l2_center"
+    config = json.loads((run / "config.json").read_text())
+    assert config["center_lr_mult"] == 50 and config["center_filler_std"] == 0.1
+    train_val = (run / "fold_00" / "toy_l2_center_train_val.prototxt").read_text()
+    layer = train_val[train_val.index('name: "center_loss_6cls"'):]
+    layer = layer[:layer.index("\n}\n")]
+    assert "lr_mult: 50.0" in layer and '\\"center_filler_std\\": 0.1' in layer
+
+
+def test_the_public_geometry_is_an_option_of_the_resnet_only(prepared, tmp_path):
+    with pytest.raises(SystemExit, match="public"):
+        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "softmax", "--folds", "1",
+                       "--iters", "10", "--geometry", "public", "--runs-dir", str(tmp_path)])
+
+
 def test_a_run_folder_from_before_an_option_existed_is_reused_at_its_default(prepared, tmp_path):
     from experiments.run_folder import prepare_run_dir
     from experiments.training import TrainingOptions
