@@ -41,6 +41,11 @@ def _test_data_layer(net_param):
     raise ValueError("the net has no TEST-phase Data layer")
 
 
+def test_source(net_path):
+    """The LMDB a train/val net's TEST phase reads."""
+    return Path(_test_data_layer(_read_net(net_path)).data_param.source)
+
+
 def _logits_blob(net_param):
     for layer in net_param.layer:
         if layer.type == "SoftmaxWithLoss":

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from data_prep.lmdb_io import lmdb_keys, read_lmdb
 from data_prep.prepared import ITEMS, MANIFEST, PreparedDataset, lmdb_name, parse_key
-from experiments.evaluation import _read_net, _test_data_layer
+from experiments.evaluation import test_source
 from experiments.run_folder import RESULT, TRAINING, read_config, read_summary, snapshot_path
 from nets.experiment import file_names
 from runtime.files import read_json
@@ -263,7 +263,7 @@ def check_dataset(root, near_bits=NEAR_DUPLICATE_BITS, images="auto", progress=T
 
 def _watched_part(train_val_path):
     """Which part ("val", "test", ...) the TEST phase of a fold's training read, from its net."""
-    source = Path(_test_data_layer(_read_net(train_val_path)).data_param.source)
+    source = test_source(train_val_path)
     for part in ("train", "test", "val"):
         if source.name == lmdb_name(part):
             return part, str(source)

@@ -14,13 +14,10 @@ A run that is not finished is listed as such.
 import os
 from pathlib import Path
 
+from data_prep.registry import title as dataset_title
 from experiments import paper_results, protocol, statistics
 from experiments.run_folder import PLOTS, read_config, read_summary
 from runtime.files import read_json, write_text_atomic
-
-_DATASET_NAMES = {"fer2013": "FER2013", "ckplus": "CK+", "ckplus48": "CK+ (48x48)",
-                  "oulu": "Oulu-CASIA", "mmi": "MMI", "synthetic": "synthetic"}
-
 
 def _pct(value):
     return "–" if value is None else f"{100 * value:.2f}"
@@ -54,7 +51,7 @@ def accuracy_section(runs):
         else:
             ours = f"{_pct(summary['mean_accuracy'])} ± {_pct(summary['std_accuracy'])}"
             folds = str(len(summary["folds"]))
-        lines.append(f"| {_DATASET_NAMES.get(config['dataset'], config['dataset'])} | {config['net']} "
+        lines.append(f"| {dataset_title(config['dataset'])} | {config['net']} "
                      f"| {config['variant']} | {folds} | {ours} | {_paper(paper)} | {table or '–'} |")
     return lines
 
@@ -76,7 +73,7 @@ def statistics_section(runs):
         paper = paper_results.TABLE4.get(config["variant"]) if config["dataset"] == "fer2013" else None
         paper_text = f"{paper['sensitivity']:.2f} / {paper['specificity']:.2f}" if paper else "–"
         auc = pooled.get("mean_auc")
-        lines.append(f"| {_DATASET_NAMES.get(config['dataset'], config['dataset'])} | {config['net']} "
+        lines.append(f"| {dataset_title(config['dataset'])} | {config['net']} "
                      f"| {config['variant']} | {_pct(pooled.get('balance_sensitivity'))} "
                      f"| {_pct(pooled['mean_sensitivity'])} "
                      f"| {_pct(pooled['mean_specificity'])} | {'–' if auc is None else f'{auc:.3f}'} "
@@ -96,8 +93,8 @@ def crossdb_section(runs):
         config, summary = run["config"], run["summary"]
         for test_name, result in sorted(summary["tests"].items()):
             paper = paper_results.TABLE12.get(config["dataset"], {}).get(result["dataset"])
-            lines.append(f"| {_DATASET_NAMES.get(config['dataset'], config['dataset'])} "
-                         f"| {_DATASET_NAMES.get(result['dataset'], result['dataset'])} "
+            lines.append(f"| {dataset_title(config['dataset'])} "
+                         f"| {dataset_title(result['dataset'])} "
                          f"| {config['net']} | {config['variant']} | {_pct(result['accuracy'])} "
                          f"| {_paper(paper)} |")
     return lines
@@ -123,7 +120,7 @@ def respond_ratio_section(runs):
 
 
 def _name(dataset):
-    return _DATASET_NAMES.get(dataset, dataset)
+    return dataset_title(dataset)
 
 
 def _spread(mean, std):

@@ -18,10 +18,10 @@ Protocol choices the text leaves open, and what is done here:
 """
 from dataclasses import dataclass, field
 
+from data_prep.registry import title as dataset_title
 from experiments import paper_results as paper
 
 DATABASES = ("fer2013", "ckplus", "oulu", "mmi")
-DATABASE_TITLES = {"fer2013": "FER2013", "ckplus": "CK+", "oulu": "Oulu-CASIA", "mmi": "MMI"}
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,13 @@ def _table7_cells(variants=_TABLE7_VARIANTS, databases=DATABASES):
 
 
 def _ours_cell(dataset, value):
-    return (Cell(row="Ours", column=DATABASE_TITLES[dataset], kind="crossval", net="resnet",
+    return (Cell(row="Ours", column=dataset_title(dataset), kind="crossval", net="resnet",
                  variant="l2_center", data=dataset, paper=value,
                  finetune_from=None if dataset == "fer2013" else "fer2013"),)
 
 
 def _crossdb_cells(pairs, variant="l2_center", values=None):
-    return tuple(Cell(row=DATABASE_TITLES[train], column=DATABASE_TITLES[test], kind="crossdb",
+    return tuple(Cell(row=dataset_title(train), column=dataset_title(test), kind="crossdb",
                       net="resnet", variant=variant, data=train, test=test,
                       paper=(values or {}).get((train, test)))
                  for train, test in pairs)
@@ -96,7 +96,7 @@ _ALL_PAIRS = tuple((train, test) for train in DATABASES for test in DATABASES if
 _TABLE12_VALUES = {(train, test): value for train, row in paper.TABLE12.items()
                    for test, value in row.items()}
 _TABLE15_CELLS = tuple(
-    Cell(row=f"{DATABASE_TITLES[test]} <- {DATABASE_TITLES[train]}", column=variant, kind="crossdb",
+    Cell(row=f"{dataset_title(test)} <- {dataset_title(train)}", column=variant, kind="crossdb",
          net="resnet", variant=variant, data=train, test=test, paper=values[variant])
     for (test, train), values in paper.TABLE15.items()
     for variant in ("w_l2_center", "v_l2_center", "dropout_center", "l2_center"))
