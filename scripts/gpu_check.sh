@@ -26,50 +26,8 @@ root=${FER_GPU_ROOT:-/tmp/fer-gpu}
 iters=${FER_GPU_TRAIN_ITERS:-1000}
 say() { printf '[gpu-check] %s\n' "$*" >&2; }
 
-[ -f "$bundle" ] || { say "error: $bundle missing: run scripts/gpu/build_bundle.sh first"; exit 1; }
-mkdir -p "$logs" "$root"
-start=$SECONDS
-tar -xJf "$bundle" -C "$root" || exit 1
-say "unpacked the bundle in $((SECONDS - start)) s"
-
-# The machine's CUDA 13 math libraries (cuBLAS, cuRAND, cuDNN 9 and what cuDNN
-# loads); the bundle carries only libcudart. Where they come as NVIDIA's pip
-# packages, take every nvidia/*/lib of ONE installation (PyTorch's first), so
-# that cuDNN's sub-libraries match it.
-find_libs() {
-    find /opt /usr/local /usr/lib -xdev -name "$1" 2>/dev/null | sort | awk '/torch/ {print; next} {rest = rest $0 "\n"} END {printf "%s", rest}'
-}
-cudnn=$(find_libs libcudnn.so.9 | head -n 1)
-case $cudnn in
-    */nvidia/*/lib/libcudnn.so.9) cuda_dirs=$(ls -d "${cudnn%/*/lib/libcudnn.so.9}"/*/lib | paste -sd:) ;;
-    ?*) cuda_dirs=${cudnn%/*} ;;
-    *) cuda_dirs="" ;;
-esac
-for lib in libcublas.so.13 libcurand.so.10; do
-    found=$(find_libs "$lib" | head -n 1)
-    [ -n "$found" ] || { say "error: no $lib (CUDA 13) on this machine"; exit 1; }
-    case ":$cuda_dirs:" in *":${found%/*}:"*) ;; *) cuda_dirs=$cuda_dirs:${found%/*} ;; esac
-done
-[ -n "$cudnn" ] || { say "error: no cuDNN 9 (libcudnn.so.9) on this machine"; exit 1; }
-say "CUDA libraries from: $cuda_dirs"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$logs/gpu.txt"
-
-export LD_LIBRARY_PATH=$root/lib:$root/caffe/lib:$cuda_dirs
-export PYTHONHOME=$root/python/usr PYTHONNOUSERSITE=1 PYTHONUNBUFFERED=1
-# dist-packages named explicitly: caffe's embedded interpreter, started without
-# a program name, takes the first python3 on PATH for its own, and where that
-# is a venv (as on the GPU machine) site.py skips PYTHONHOME's dist-packages.
-export PYTHONPATH=$repo:$root/caffe/python:$root/site:$root/python/usr/lib/python3/dist-packages:$repo/scripts/gpu
-# Like .venv/bin/caffe: the embedded interpreter gets the project and pycaffe
-# in front of whatever PYTHONPATH a caller sets.
-cat >"$root/caffe-wrapper" <<WRAP
-#!/bin/sh
-export PYTHONPATH='$PYTHONPATH'\${PYTHONPATH:+:\$PYTHONPATH}
-exec '$root/caffe/bin/caffe' "\$@"
-WRAP
-chmod +x "$root/caffe-wrapper"
-export FER_CAFFE_BIN=$root/caffe-wrapper GLOG_logtostderr=1
-python=$root/python/usr/bin/python3.11
+# shellcheck source=scripts/gpu/bundle_env.sh
+source "$repo/scripts/gpu/bundle_env.sh" || exit 1
 status=0
 
 step() {

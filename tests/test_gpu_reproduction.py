@@ -1,0 +1,79 @@
+"""scripts/gpu/reproduce_fer2013.sh on the CPU: its argument handling, and its prepare, train and
+report stages end to end on a generated FER2013 image export (the GPU run itself needs a GPU machine)."""
+import json
+import subprocess
+import tarfile
+
+import cv2
+import numpy as np
+import pytest
+
+
+from runtime.caffe_env import REPO_ROOT
+
+FER2013_FOLDERS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # label order
+SCRIPT = REPO_ROOT / "scripts" / "gpu" / "reproduce_fer2013.sh"
+
+
+def run(*args, **kwargs):
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
+                          **kwargs)
+
+
+def fer2013_tarball(tmp_path, per_class=4):
+    """A FER2013 image-folder export in miniature: each class a bright band at its own rows."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fer2013"
+    number = 0
+    for label, folder in enumerate(FER2013_FOLDERS):
+        for usage, split in (("Training", "train"), ("PublicTest", "test"), ("PrivateTest", "test")):
+            for _ in range(per_class):
+                image = rng.integers(0, 80, (48, 48)).astype(np.uint8)
+                image[label * 6:label * 6 + 5] += 150
+                path = root / split / folder / f"{usage}_{number}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(path), image)
+                number += 1
+    tarball = tmp_path / "fer2013.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(root, arcname="fer2013")
+    return tarball
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "tpu"], "--device must be gpu or cpu"),
+    (["--scale", "huge"], "--scale must be paper, cpu or smoke"),
+    (["--stages", "prepare,fly"], "unknown stage fly"),
+    (["--device", "cpu"], "--fer2013 TARBALL is required"),
+    (["--device", "cpu", "--fer2013", "/nonexistent.tar"], "does not exist"),
+    (["--frobnicate"], "unknown argument --frobnicate"),
+])
+def test_bad_arguments_are_refused_with_a_reason(args, message):
+    result = run(*args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_help_names_every_stage():
+    out = run("--help").stdout
+    for stage in ("env", "prepare", "train", "report"):
+        assert f"{stage} " in out
+
+
+def test_the_stages_run_end_to_end_on_the_cpu(tmp_path):
+    out = tmp_path / "out"
+    result = run("--device", "cpu", "--scale", "smoke", "--net", "toy", "--fer2013",
+                 str(fer2013_tarball(tmp_path)), "--out", str(out), "--work", str(tmp_path / "work"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = json.loads((out / "stages.json").read_text())
+    assert set(stages) == {"env", "prepare", "train", "report", "total"}
+    manifest = json.loads((tmp_path / "work" / "prepared" / "manifest.json").read_text())
+    assert manifest["dataset"] == "fer2013" and manifest["image_size"] == 48
+    table = json.loads((out / "table_3.json").read_text())
+    assert {cell["column"] for cell in table["cells"]} == {"softmax", "l2"}
+    assert all(cell["finished"] for cell in table["cells"])
+    assert "McNemar" in (out / "table_3.md").read_text()
+    # A second run reuses the prepared data and the finished runs.
+    again = run("--device", "cpu", "--scale", "smoke", "--net", "toy", "--stages", "train,report",
+                "--out", str(out), "--work", str(tmp_path / "work"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "prepare" not in json.loads((out / "stages.json").read_text())
