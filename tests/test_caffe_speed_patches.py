@@ -1,8 +1,9 @@
 """The layers that caffe_build/patches/ speeds up still compute the right thing.
 
 The speed patches replace Caffe's per-image CPU convolution by GEMMs over
-groups of images (0005), and rewrite PReLU's CPU loops (0006), both running in
-parallel with OpenMP. These tests check the installed Caffe's Convolution and
+groups of images (0101), rewrite PReLU's CPU loops (0102), both running in
+parallel with OpenMP, and send GEMMs with one output row or column to GEMV
+(0105: the toy net's one-map convolution, one-output inner products). These tests check the installed Caffe's Convolution and
 PReLU layers, forward and every gradient, against independent numpy formulas,
 in the geometries the project's nets use and in the ones the batched path has
 to get right (padding, stride 2, groups, dilation, 1x1, several GEMM chunks).
@@ -126,6 +127,38 @@ def test_convolution_matches_numpy_forward_and_gradients(caffe, tmp_path, rng, c
         net.blobs["data"].diff,
         conv_input_grad_reference(dy, w, shape, stride, pad, dilation, group),
         rtol=1e-4, atol=1e-3)
+
+
+def inner_product_net(caffe, tmp_path, batch, inputs, num_output):
+    from caffe import layers as L
+    ns = caffe.NetSpec()
+    ns.data = L.Input(input_param={"shape": {"dim": [batch, inputs]}})
+    ns.fc = L.InnerProduct(ns.data, num_output=num_output, weight_filler={"type": "gaussian"},
+                           bias_filler={"type": "gaussian"})
+    path = tmp_path / "fc.prototxt"
+    path.write_text("force_backward: true\n" + str(ns.to_proto()))
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+# Each GEMM of these has one output row or column (caffe_cpu_gemm's GEMV path):
+# forward N == 1, weight gradient M == 1 with A transposed; batch 1 also M == N == 1.
+@pytest.mark.parametrize("batch,num_output", [(5, 1), (1, 1), (1, 6)])
+def test_inner_product_with_one_output_row_or_column_matches_numpy(caffe, tmp_path, rng, batch,
+                                                                     num_output):
+    net = inner_product_net(caffe, tmp_path, batch, 37, num_output)
+    x = rng.standard_normal((batch, 37)).astype(np.float32)
+    w = net.params["fc"][0].data.astype(np.float64)
+    b = net.params["fc"][1].data.astype(np.float64)
+    net.blobs["data"].data[...] = x
+    net.forward()
+    np.testing.assert_allclose(net.blobs["fc"].data, x @ w.T + b, rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal((batch, num_output))
+    net.clear_param_diffs()
+    net.blobs["fc"].diff[...] = dy
+    net.backward()
+    np.testing.assert_allclose(net.params["fc"][0].diff, dy.T @ x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(net.params["fc"][1].diff, dy.sum(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(net.blobs["data"].diff, dy @ w, rtol=1e-5, atol=1e-5)
 
 
 def prelu_net(caffe, tmp_path, shape, in_place, channel_shared):
