@@ -14,6 +14,8 @@ A run that is not finished is listed as such.
 import os
 from pathlib import Path
 
+from data_prep.audit import audit_summary_markdown
+from data_prep.prepared import PreparedDataset
 from data_prep.registry import title as dataset_title
 from experiments import paper_results, protocol, statistics
 from experiments.run_folder import PLOTS, read_config, read_summary
@@ -304,6 +306,10 @@ def protocol_section(checks):
                 lines.append(f"| {split} | {pair} | {d['images']} | {d['exact']} ({d['exact_pairs']}) "
                              f"| {d['near']} | {nearest or '–'} | {'; '.join(examples) or '–'} |")
         lines.append("")
+        audit = PreparedDataset.open(root).manifest.get("audit")
+        if audit:
+            lines += ["Data-quality audit at prepare time (data_prep/audit.py):", "",
+                      audit_summary_markdown(audit), ""]
     if checks["model_selection"]:
         lines += ["### Model selection", "",
                   "Read from each run's fold files (the net each training watched, the snapshot scored):", ""]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.audit import audit_summary_markdown
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import PreparedDataset
 from experiments import metrics, paper_results, plots, protocol, statistics
+from experiments.report import protocol_section
 from experiments.respond_ratio import run_respond_ratio
 from experiments.run_folder import PREDICTIONS, RESULT, TRAINING, read_config, read_summary
 from runtime.files import read_json, write_json_atomic, write_text_atomic
@@ -204,31 +204,14 @@ def _val_test_markdown(rows):
 
 
 def _checks_markdown(rows, checks):
-    lines = []
-    for data, check in checks.items():
-        lines += [f"**{data}** ({check['root']}): manifest sha256 `{check['hashes']['manifest'][:16]}…`, "
-                  f"folds sha256 `{check['hashes']['folds'][:16]}…`.", ""]
-        for split, report in check["subjects"].items():
-            overlap = sum(len(v) for v in report["overlaps"].values())
-            state = ("no subject identities (FER2013)" if report["disjoint"] is None else
-                     "subject-disjoint" if report["disjoint"] else f"{overlap} subject(s) shared")
-            pairs = check["duplicates"]["splits"].get(split, {})
-            duplicates = "; ".join(f"{pair}: {d['exact']} exact, {d['near']} near duplicate(s) of "
-                                   f"{d['images']}" for pair, d in pairs.items())
-            lines.append(f"- {split}: {state}; {duplicates or 'no pairs to compare'}.")
-        audit = PreparedDataset.open(check["root"]).manifest.get("audit")
-        if audit:
-            lines += ["", audit_summary_markdown(audit)]
-        lines.append("")
+    """The report's protocol section: dataset checks, data audit, how each run chose its model."""
     selection = {}
     for r in rows:
         if r["finished"] and r["kind"] == "crossval":
             for run_dir in r["runs"]:
-                selection.setdefault(protocol.model_selection(run_dir)["statement"], []).append(
-                    Path(run_dir).name)
-    for statement, runs in selection.items():
-        lines.append(f"- Model selection ({len(runs)} run(s)): {statement}.")
-    return lines
+                selection[run_dir] = protocol.model_selection(run_dir)
+    return protocol_section({"datasets": {check["root"]: check for check in checks.values()},
+                             "model_selection": selection})[2:]
 
 
 def write_table(table, rows, out_dir, commands, scale, checks, reference=None):

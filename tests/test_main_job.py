@@ -15,6 +15,8 @@ def test_main_job_runs_end_to_end_and_reuses_finished_work(tmp_path, capsys):
         assert json.loads((run / "summary.json").read_text())["folds"] == ["fold_00", "fold_01"]
         assert (run / "respond_ratio.json").is_file()
     assert "RespondRatio" in text and "1.03, 1.11, 0.54, 0.85" in text  # Table 2 beside ours
+    # The prepared data's audit stands beside the protocol checks.
+    assert "## Protocol checks" in text and "Data-quality audit at prepare time" in text
     # The report ends with the model applied to generated faces through tools/predict.py.
     example = text.split("## Using the model: predict.py on generated faces", 1)[1]
     assert "tools/predict.py --model" in example and "synthetic_toy_l2" in example
