@@ -82,3 +82,12 @@ def test_the_readme_maps_every_table_and_figure_to_its_command():
     section = readme.split("## Running the paper's experiments", 1)[1].split("\n## ", 1)[0]
     missing = [number for number in TABLES if f"`--table {number}`" not in section]
     assert not missing, f"README's table-to-command map lacks tables {missing}"
+
+
+def test_runs_side_by_side_in_separate_processes(fer, tmp_path):
+    reproduce.main(["--table", "fig8", "--data", f"fer2013={fer}", "--runs-dir", str(tmp_path),
+                    "--jobs", "2", *SMOKE])
+    for variant in ("softmax", "l2"):
+        summary = json.loads((tmp_path / f"fer2013_toy_{variant}_smoke_s1" / "summary.json").read_text())
+        assert summary["folds"] == ["official"]
+    assert (tmp_path / "table_fig8" / "table_fig8.md").is_file()
