@@ -14,7 +14,6 @@ CPU time, and appends them to benchmarks/audit.csv with the date, commit and
 load of a shared machine.
 """
 import argparse
-import csv
 import os
 import resource
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results import append_rows
 from data_prep.audit import build_audit, image_figures
 from data_prep.labels import class_names
 from data_prep.pipeline import decode_item
@@ -75,12 +75,7 @@ def main(argv=None):
            "audit_share_of_prepare_cpu": round(audit_cpu / prepare_cpu, 4)}
     for key, value in row.items():
         print(f"{key:28s} {value}")
-    new = not RESULTS.is_file()
-    with open(RESULTS, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    append_rows(RESULTS, row, [row])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ time much less. The table is printed and appended to benchmarks/data_prep.csv
 with the date, commit and 1-minute load average.
 """
 import argparse
-import csv
 import math
 import os
 import subprocess
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 from skimage import data as skimage_data
 
+from benchmarks.results import append_rows
 from data_prep.face_template import load_template
 from data_prep.items import Item
 from data_prep.pipeline import PrepConfig, process_items
@@ -151,14 +151,7 @@ def main(argv=None):
               f"{row['steady_per_s']:>9}{row['detected']:>9}{row['fallbacks']:>9}{row['cpu_ms_per_face']:>8}"
               f"{row['idle_estimate_per_s']:>11}{row['load_1min']:>6}")
     if not args.no_record:
-        RESULTS.parent.mkdir(exist_ok=True)
-        new = not RESULTS.exists()
-        with open(RESULTS, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-        print(f"appended to {RESULTS}")
+        append_rows(RESULTS, FIELDS, rows)
     return rows
 
 

@@ -16,7 +16,6 @@ sensitive than wall time to a shared machine. Results are printed and
 appended to benchmarks/predict.csv with the date, commit, CPU and load.
 """
 import argparse
-import csv
 import os
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.results import append_rows
 from data_prep import prepare
 from inference.batch import predict_inputs
 from inference.media import expand_inputs, read_gray
@@ -123,13 +123,7 @@ def main(argv=None):
         print(f"{row['backend']:>8}{row['faces']:>7}{row['end_to_end_faces_per_s']:>20}"
               f"{row['end_to_end_cpu_ms_per_face']:>13}{row['forward_faces_per_s']:>17}"
               f"{row['forward_cpu_ms_per_face']:>13}")
-    new = not RESULTS.exists()
-    with open(RESULTS, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-    print(f"appended to {RESULTS}")
+    append_rows(RESULTS, FIELDS, rows)
 
 
 if __name__ == "__main__":
