@@ -26,6 +26,8 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 CMAKELISTS = REPO_ROOT / "CMakeLists.txt"
 FETCH_SCRIPT = REPO_ROOT / "scripts" / "fetch_caffe_source.sh"
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install.sh"
+DOCKER_CHECK = REPO_ROOT / "scripts" / "docker_check.sh"
+ENTRYPOINT = REPO_ROOT / "scripts" / "docker_entrypoint.sh"
 PATCHES = REPO_ROOT / "caffe_build" / "patches"
 KNOWN_INSTRUCTIONS = {"FROM", "ARG", "RUN", "COPY", "ENV", "WORKDIR", "SHELL", "CMD", "LABEL",
                       "ENTRYPOINT", "USER", "EXPOSE", "VOLUME"}
@@ -216,7 +218,15 @@ def test_cuda_images_are_one_pinned_cudnn_release(dockerfile):
     assert devel_match and runtime_match, (devel, runtime)
     assert devel_match.group(2) == "devel" and runtime_match.group(2) == "runtime"
     assert devel_match.group(1) == runtime_match.group(1), "build and run on the same CUDA"
-    assert global_args["CPU_IMAGE"] == "ubuntu:22.04"
+
+
+def test_cpu_image_is_the_tested_platform(dockerfile):
+    """Debian 12, where the tests, scripts/install.sh and scripts/docker_check.sh run."""
+    global_args, _ = dockerfile
+    assert global_args["CPU_IMAGE"] == global_args["SOURCE_IMAGE"] == "debian:12-slim"
+    check = DOCKER_CHECK.read_text()
+    assert "debootstrap --variant=minbase bookworm" in check
+    assert '--build-arg CPU_IMAGE="$base" --build-arg SOURCE_IMAGE="$base"' in check
 
 
 # ---------------------------------------------------------------- one source of truth
@@ -310,12 +320,20 @@ def test_final_image_installs_the_project_on_the_built_caffe(stages, cmake_call)
     copies = [copy_parts(c) for c in final.all("COPY")]
     assert ("caffe", [prefix], prefix) in copies
     workdir = final.all("WORKDIR")[-1].args
-    assert (None, ["."], workdir) in copies
+    # The project's files come from the project stage, the build context minus
+    # the build inputs (Caffe tarball, wheelhouse), which stay out of the image.
+    assert ("project", [workdir], workdir) in copies
+    project = stages["project"]
+    assert [copy_parts(c) for c in project.all("COPY")] == [(None, ["."], workdir)]
+    removed = [cmd for run in project.all("RUN") for cmd in shell_commands(run)]
+    assert removed == [["rm", "-rf", f"{workdir}/caffe_build/source", f"{workdir}/caffe_build/wheels"]]
     installs = [cmd for run in final.all("RUN") for cmd in shell_commands(run)
                 if "scripts/install.sh" in cmd]
     assert installs == [[f"FER_CAFFE_PREFIX={prefix}", "bash", "scripts/install.sh"]]
     env = " ".join(e.args for e in final.all("ENV"))
     assert re.search(rf"PATH={re.escape(workdir)}/\.venv/bin:\$PATH", env)
+    # scripts/main.sh and scripts/test.sh run install.sh, which must find this Caffe.
+    assert f"FER_CAFFE_PREFIX={prefix}" in env.split()
     # The repo's data/ and runs/ are the documented mounts.
     links = [cmd for run in final.all("RUN") for cmd in shell_commands(run) if cmd[:2] == ["ln", "-s"]]
     assert sorted(links) == [["ln", "-s", "/data", f"{workdir}/data"],
@@ -343,8 +361,12 @@ def test_dockerignore_keeps_what_the_image_copies():
                     assert (REPO_ROOT / source).exists(), copy
     for local in (".git", ".venv", ".gpu-bundle", "runs", "build", "data"):
         assert ignored(local), f"{local} would be sent into the image"
-    for needed in ("scripts/install.sh", "caffe_build/patches/cuda", "CMakeLists.txt", "data_prep"):
+    for needed in ("scripts/install.sh", "caffe_build/patches/cuda", "CMakeLists.txt", "data_prep",
+                   "caffe_build/wheels", "caffe_build/source"):
         assert not ignored(needed)
+    # ... but not in git.
+    gitignore = (REPO_ROOT / ".gitignore").read_text().split()
+    assert "/caffe_build/wheels/" in gitignore and "/caffe_build/source/" in gitignore
 
 
 # ---------------------------------------------------------------- the CUDA patches
@@ -402,3 +424,134 @@ def test_gpu_check_net_runs_with_the_project_layers_on_the_cpu(tmp_path):
     # Softmax over 7 classes from small random weights starts near ln 7.
     assert 1.5 < tops["loss"] < 2.5 and tops["sparseness"] > 0
     assert (tmp_path / "train_lmdb" / "data.mdb").exists()
+
+
+# ---------------------------------------------------------------- offline builds: the wheelhouse
+
+def run_flags(run):
+    """The --flag=value options before a RUN's shell text (BuildKit's --mount and the like)."""
+    flags = []
+    for word in run.args.split():
+        if not word.startswith("--"):
+            break
+        flags.append(word)
+    return flags
+
+
+def wheelhouse_run(stages):
+    runs = [r for r in stages["final"].all("RUN") if "scripts/install.sh" in r.args]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_wheelhouse_is_bound_from_the_source_stage(stages):
+    """caffe_build/wheels reaches pip through a bind mount, so no layer keeps it."""
+    flags = run_flags(wheelhouse_run(stages))
+    assert len(flags) == 1 and flags[0].startswith("--mount=")
+    mount = dict(part.split("=", 1) for part in flags[0][len("--mount="):].split(","))
+    assert mount["type"] == "bind" and mount["from"] == "source"
+    assert mount["source"] == "/src/caffe_build/wheels"
+    source_copies = [copy_parts(c) for c in stages["source"].all("COPY")]
+    assert (None, ["caffe_build/"], "/src/caffe_build/") in source_copies
+    # An absent wheelhouse is an empty folder, not a failed bind.
+    made = [cmd for run in stages["source"].all("RUN") for cmd in shell_commands(run)]
+    assert ["mkdir", "-p", mount["source"]] in made
+
+
+@pytest.mark.parametrize("wheels", [[], ["dlib_bin-20.0.1.post1-cp311-cp311-manylinux_2_28_x86_64.whl"]])
+def test_pip_is_offline_exactly_when_the_wheelhouse_has_wheels(stages, tmp_path, wheels):
+    run = wheelhouse_run(stages)
+    target = dict(part.split("=", 1) for part in
+                  run_flags(run)[0][len("--mount="):].split(","))["target"]
+    decide = run.args.split(None, 1)[1].split(" && ")[0].replace(target, str(tmp_path))
+    for name in wheels + ["README.txt"]:
+        (tmp_path / name).write_text("")
+    proc = subprocess.run(["bash", "-c", f'{decide}; echo "${{PIP_NO_INDEX:-}}|${{PIP_FIND_LINKS:-}}"'],
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (f"1|{tmp_path}" if wheels else "|")
+
+
+# ---------------------------------------------------------------- the entrypoint
+
+@pytest.fixture
+def entrypoint_repo(tmp_path):
+    """A project folder laid out as in the image: data/ and runs/ link to the mount points
+    (here below tmp_path, in the image /data and /runs); the working directory is the project."""
+    repo, mounts = tmp_path / "opt", tmp_path / "mnt"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy2(ENTRYPOINT, repo / "scripts" / ENTRYPOINT.name)
+    (repo / "data").symlink_to(mounts / "data")
+    (repo / "runs").symlink_to(mounts / "runs")
+    return repo, mounts
+
+
+def run_entrypoint(repo, *command):
+    env = {"PATH": os.environ["PATH"]}
+    return subprocess.run([str(repo / "scripts" / ENTRYPOINT.name), *command],
+                          capture_output=True, text=True, env=env, cwd=repo, timeout=30)
+
+
+def test_image_runs_its_commands_through_the_entrypoint(stages):
+    final = stages["final"]
+    workdir = final.all("WORKDIR")[-1].args
+    (entry,) = final.all("ENTRYPOINT")
+    assert json.loads(entry.args) == [f"{workdir}/scripts/{ENTRYPOINT.name}"]
+    assert os.access(ENTRYPOINT, os.X_OK), "COPY keeps the mode: the script must be executable"
+    assert json.loads(final.all("CMD")[-1].args) == ["caffe", "--version"]
+
+
+def test_entrypoint_without_mounts_says_what_to_mount_and_stops(entrypoint_repo):
+    repo, mounts = entrypoint_repo
+    proc = run_entrypoint(repo, "caffe", "train", "-solver", "prototxt/toy_softmax_solver.prototxt")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"{mounts}/data is not mounted" in proc.stderr
+    assert f"{mounts}/runs is not mounted" in proc.stderr
+    assert f'-v "$PWD/data:{mounts}/data:ro"' in proc.stderr
+    # Only the missing one is named.
+    (mounts / "runs").mkdir(parents=True)
+    proc = run_entrypoint(repo, "python3", "-c", "print('ran')")
+    assert proc.returncode == 2 and "data is not mounted" in proc.stderr
+    assert "runs" not in proc.stderr.split("fer-sparse: not running")[0]
+
+
+def test_entrypoint_lets_help_version_and_shells_run_without_mounts(entrypoint_repo):
+    repo, _ = entrypoint_repo
+    for command in (["python3", "-c", "import sys; print('ran', sys.argv[1])", "--help"],
+                    ["bash", "-c", "echo ran"]):
+        proc = run_entrypoint(repo, *command)
+        assert proc.returncode == 0 and proc.stdout.startswith("ran"), proc
+        assert "is not mounted" in proc.stderr  # still told
+
+
+def test_entrypoint_with_both_mounts_runs_the_command_silently(entrypoint_repo):
+    repo, mounts = entrypoint_repo
+    (mounts / "data").mkdir(parents=True)
+    (mounts / "runs").mkdir()
+    proc = run_entrypoint(repo, "bash", "-c", 'touch runs/x && echo "$0 $1"', "a", "b c")
+    assert proc.returncode == 0 and proc.stdout == "a b c\n" and proc.stderr == ""
+    assert (mounts / "runs" / "x").exists()
+
+
+# ---------------------------------------------------------------- the CI build of the image
+
+def test_docker_check_passes_only_build_arguments_the_dockerfile_declares(dockerfile):
+    global_args, ordered = dockerfile
+    declared = set(global_args) | {name for stage in ordered for name in arg_defaults(stage)}
+    passed = re.findall(r"--build-arg (\w+)=", DOCKER_CHECK.read_text())
+    assert {"DEVICE", "CPU_IMAGE", "SOURCE_IMAGE", "FER_UID"} <= set(passed)
+    assert set(passed) <= declared, set(passed) - declared
+
+
+def test_docker_check_reuses_the_tarball_the_fetch_script_names():
+    check = DOCKER_CHECK.read_text()
+    assert shell_assignment(check, "tarball_name") == \
+        shell_assignment(FETCH_SCRIPT.read_text(), "tarball_name")
+    assert "caffe_build/wheels" in check and '-r "$repo/requirements.txt"' in check
+
+
+def test_docker_scripts_are_valid_bash():
+    for script in (DOCKER_CHECK, ENTRYPOINT):
+        proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{script.name}: {proc.stderr}"
+
