@@ -286,10 +286,9 @@ def run_caffe_tool(caffe_bin, model, iters, env):
                                  "-iterations", str(iters)], stdout=log, stderr=subprocess.STDOUT,
                                 env=env)
         files = []
-        while proc.poll() is None and not files:
-            time.sleep(0.2)
-            maps = mapped_blas_files(proc.pid)
-            files = maps if maps else files
+        while proc.poll() is None and not files:  # the libraries are mapped at start
+            time.sleep(0.01)
+            files = mapped_blas_files(proc.pid)
         proc.wait()
         log.seek(0)
         text = log.read()
