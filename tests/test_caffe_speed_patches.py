@@ -129,6 +129,58 @@ def test_convolution_matches_numpy_forward_and_gradients(caffe, tmp_path, rng, c
         rtol=1e-4, atol=1e-3)
 
 
+# One output map and no input gradient (a net's first layer, as the toy net's
+# conv1): patch 0106 convolves directly, without im2col.
+SINGLE_MAP_CASES = {
+    "toy-conv1": ((6, 1, 48, 48), 1, 9, 2, 0, 1, 1),
+    "pad-and-dilation": ((2, 3, 11, 9), 1, 3, 1, 2, 2, 1),
+    "stride3-pad-wider": ((3, 2, 10, 10), 1, 5, 3, 3, 1, 1),
+}
+
+
+def first_layer_conv_net(caffe, tmp_path, shape, kernel, stride, pad, dilation):
+    """data -> one-map Convolution -> EuclideanLoss against ``target``, no force_backward:
+    the convolution gets parameter gradients but no input gradient, as a first layer."""
+    from caffe import layers as L
+    ns = caffe.NetSpec()
+    ns.data = L.Input(input_param={"shape": {"dim": list(shape)}})
+    ns.conv = L.Convolution(ns.data, num_output=1, kernel_size=kernel, stride=stride, pad=pad,
+                            dilation=dilation, weight_filler={"type": "gaussian", "std": 0.1},
+                            bias_filler={"type": "gaussian", "std": 0.1})
+    out = [_output_size(side, kernel, stride, pad, dilation) for side in shape[2:]]
+    ns.target = L.Input(input_param={"shape": {"dim": [shape[0], 1, *out]}})
+    ns.loss = L.EuclideanLoss(ns.conv, ns.target)
+    path = tmp_path / "first_conv.prototxt"
+    path.write_text(str(ns.to_proto()))
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+@pytest.mark.parametrize("case", SINGLE_MAP_CASES)
+def test_single_map_convolution_matches_numpy_forward_and_parameter_gradients(
+        caffe, tmp_path, rng, case):
+    shape, _, kernel, stride, pad, dilation, _ = SINGLE_MAP_CASES[case]
+    net = first_layer_conv_net(caffe, tmp_path, shape, kernel, stride, pad, dilation)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = net.params["conv"][0].data.astype(np.float64)
+    b = net.params["conv"][1].data.astype(np.float64)
+    net.blobs["data"].data[...] = x
+    net.blobs["target"].data[...] = rng.standard_normal(net.blobs["target"].data.shape)
+    net.forward()
+    expected = conv_reference(x.astype(np.float64), w, b, stride, pad, dilation, 1)
+    np.testing.assert_allclose(net.blobs["conv"].data, expected, rtol=1e-4, atol=1e-4)
+    # EuclideanLoss = sum((conv - target)^2) / (2 N): its gradient to conv is this dy.
+    dy = (net.blobs["conv"].data.astype(np.float64) - net.blobs["target"].data) / shape[0]
+    net.params["conv"][0].diff[...] = 0.5  # parameter gradients accumulate (iter_size)
+    net.params["conv"][1].diff[...] = 0.5
+    net.backward()
+    np.testing.assert_allclose(net.params["conv"][1].diff, 0.5 + dy.sum(axis=(0, 2, 3)),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        net.params["conv"][0].diff,
+        0.5 + conv_weight_grad_reference(x.astype(np.float64), dy, w.shape, stride, pad,
+                                         dilation, 1), rtol=1e-4, atol=1e-4)
+
+
 def inner_product_net(caffe, tmp_path, batch, inputs, num_output):
     from caffe import layers as L
     ns = caffe.NetSpec()
