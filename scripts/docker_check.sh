@@ -18,14 +18,14 @@
 #   6. everything it built removed (also on failure or Ctrl-C).
 # Environment:
 #   FER_DOCKER_CHECK_DIR     work folder's parent (default /var/tmp)
-#   FER_DOCKER_CHECK_MIN_GB  free space required there (default 40)
+#   FER_DOCKER_CHECK_MIN_GB  free space required there (default 15; a run peaks at about 7)
 #   FER_DOCKER_CHECK_KEEP=1  keep the storage and image (prints how to use them)
 #   FER_CACHE_DIR            scripts/install.sh's cache (its tarball is reused)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 parent=${FER_DOCKER_CHECK_DIR:-/var/tmp}
-min_gb=${FER_DOCKER_CHECK_MIN_GB:-40}
+min_gb=${FER_DOCKER_CHECK_MIN_GB:-15}
 cache=${FER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fer-sparse}
 tarball_name="caffe_1.0.0+git20180821.99bd997.orig.tar.gz"
 image=localhost/fer-sparse-check:cpu

@@ -555,3 +555,10 @@ def test_docker_scripts_are_valid_bash():
         proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert proc.returncode == 0, f"{script.name}: {proc.stderr}"
 
+
+def test_ci_builds_the_image_after_the_test_suite():
+    lines = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    tests = next(i for i, line in enumerate(lines) if "scripts/test.sh" in line)
+    check = next(i for i, line in enumerate(lines) if "scripts/docker_check.sh" in line)
+    assert check > tests
