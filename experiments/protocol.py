@@ -147,9 +147,15 @@ def _hash_all(function, inputs, workers, desc, progress):
     workers = workers or os.cpu_count() or 1
     with tqdm(total=len(inputs), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         if workers == 1 or len(inputs) < 1000:
-            return [bar.update(1) or function(x) for x in inputs]
+            return [_counted(bar, function(x)) for x in inputs]
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            return [bar.update(1) or h for h in pool.imap(function, inputs, chunksize=256)]
+            return [_counted(bar, h) for h in pool.imap(function, inputs, chunksize=256)]
+
+
+def _counted(bar, value):
+    # tqdm's update() returns whether it redrew, so it cannot share an expression with the value.
+    bar.update(1)
+    return value
 
 
 def item_hashes(root, images="auto", progress=True, workers=None):

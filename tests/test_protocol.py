@@ -216,3 +216,12 @@ def test_the_report_writes_the_protocol_checks(tmp_path):
     moved = tmp_path / "moved_run"
     write_run_config(moved, tmp_path / "gone", [])
     assert "Not checked:" in "\n".join(report.protocol_section(report.collect_protocol([report.load_run(moved)])))
+
+
+def test_the_progress_bar_does_not_change_the_hashes(tmp_path):
+    # Shown or not, the bar must not stand in for a hash.
+    subjects, folds = two_folds(24)
+    root = build_dataset(tmp_path / "clean", smooth_images(24), subjects, folds)
+    quiet = protocol.item_hashes(root, progress=False)
+    shown = protocol.item_hashes(root, progress=True)
+    assert shown == quiet and all(isinstance(value, tuple) for value in shown[0].values())
