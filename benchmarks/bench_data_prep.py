@@ -20,7 +20,6 @@ with the date, commit and 1-minute load average.
 import argparse
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import cv2
 import numpy as np
 from skimage import data as skimage_data
 
-from benchmarks.results import append_rows
+from benchmarks.results import append_rows, git_commit
 from data_prep.face_template import load_template
 from data_prep.items import Item
 from data_prep.pipeline import PrepConfig, process_items
@@ -107,14 +106,6 @@ def cpu_ms_per_face(items, config):
     for _ in process_items(items, config, workers=1, progress=False):
         pass
     return (time.process_time() - started) * 1000 / len(items)
-
-
-def git_commit():
-    try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv=None):

@@ -17,13 +17,12 @@ appended to benchmarks/predict.csv with the date, commit, CPU and load.
 """
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.results import append_rows
+from benchmarks.results import append_rows, git_commit
 from data_prep import prepare
 from inference.batch import predict_inputs
 from inference.media import expand_inputs, read_gray
@@ -50,14 +49,6 @@ def cpu_name():
     except OSError:
         pass
     return "unknown"
-
-
-def git_commit():
-    try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def random_model(folder, net, variant, size, num_classes=6):

@@ -1,5 +1,10 @@
-"""The benchmarks' one way to record figures: rows appended to a CSV beside the scripts."""
+"""The benchmarks' one way to record figures: rows appended to a CSV beside the scripts, each with
+the commit it measured."""
 import csv
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def append_rows(path, fields, rows):
@@ -12,3 +17,12 @@ def append_rows(path, fields, rows):
             writer.writeheader()
         writer.writerows(rows)
     print(f"appended to {path}")
+
+
+def git_commit():
+    """The short hash of the checked-out commit, or "unknown" outside a git checkout."""
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
