@@ -69,3 +69,18 @@ def check_caffe_binary(path=None):
         raise CaffeNotAvailable(
             f"the caffe tool {path} is broken (exit {proc.returncode}: {detail[0]}); {_hint()}")
     return proc.stdout.strip() or proc.stderr.strip()
+
+
+def caffe_prefix():
+    """The install prefix of the pycaffe that import_caffe() loads (holds bin/, lib/, python/)."""
+    return Path(import_caffe().__file__).resolve().parents[2]
+
+
+def links_onednn(prefix):
+    """Whether the libcaffe in ``prefix`` was built with USE_DNNL (CMakeLists.txt
+    CAFFE_CPU_CONVOLUTION=onednn): its dynamic section names libdnnl."""
+    libraries = sorted(Path(prefix, "lib").glob("libcaffe.so*"))
+    if not libraries:
+        raise CaffeNotAvailable(f"no lib/libcaffe.so* in {prefix}; {_hint()}")
+    return b"libdnnl.so" in libraries[-1].read_bytes()
+

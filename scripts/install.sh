@@ -19,6 +19,9 @@
 #   FER_CAFFE_BLAS     Caffe's BLAS (part of the cache key; docs/performance.md):
 #                      openblas-openmp (default: Debian's OpenBLAS, OpenMP variant) or
 #                      scipy-openblas32 (a current OpenBLAS, pip-installed into the prefix)
+#   FER_CAFFE_CPU_CONVOLUTION  Caffe's CPU convolutions (part of the cache key):
+#                      onednn (default: oneDNN's kernels, Debian's libdnnl-dev) or gemm
+#                      (Caffe's im2col + GEMM on the BLAS above)
 #   FER_SKIP_APT=1     do not call apt-get (packages already there)
 set -euo pipefail
 
@@ -28,6 +31,7 @@ venv="$repo/.venv"
 cache=${FER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fer-sparse}
 cxx_flags=${FER_CAFFE_CXX_FLAGS:-}
 blas=${FER_CAFFE_BLAS:-openblas-openmp}
+cpu_convolution=${FER_CAFFE_CPU_CONVOLUTION:-onednn}
 # The scipy-openblas32 wheel (PyPI) the CAFFE_BLAS=scipy-openblas32 build links.
 scipy_openblas32=scipy-openblas32==0.3.34.481.3
 say() { printf '[install] %s\n' "$*" >&2; }
@@ -61,6 +65,7 @@ caffe_cache_key() {
         sha256sum "$repo/CMakeLists.txt" "$repo"/caffe_build/patches/*.patch | awk '{print $1}'
         echo "cxx_flags=$cxx_flags"
         echo "blas=$blas"
+        echo "cpu_convolution=$cpu_convolution"
         if [ "$blas" = scipy-openblas32 ]; then echo "$scipy_openblas32"; fi
         sha256sum "$repo"/caffe_build/blas/* | awk '{print $1}'
         echo "source_dir=${FER_CAFFE_SOURCE_DIR:+git-99bd997}"
@@ -80,7 +85,7 @@ build_caffe() {
         source_arg="-DCAFFE_SOURCE_TARBALL=$caffe_source"
     fi
     rm -rf "$build" "$prefix"
-    local blas_args=(-DCAFFE_BLAS="$blas")
+    local blas_args=(-DCAFFE_BLAS="$blas" -DCAFFE_CPU_CONVOLUTION="$cpu_convolution")
     if [ "$blas" = scipy-openblas32 ]; then
         # Inside the prefix: Caffe's RUNPATH points here, so it lives and goes with the build.
         "$python" -m pip install -q --disable-pip-version-check --no-deps \

@@ -1,6 +1,8 @@
 """Caffe's own Google Test cases for the layers the project's speed patches
 change (Convolution, PReLU, Eltwise, Split), compiled against the installed
-Caffe from the same source and patches it was built from."""
+Caffe from the same source and patches it was built from, and run with both of
+a oneDNN build's convolution paths."""
+import os
 import re
 import subprocess
 import tarfile
@@ -8,16 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime.caffe_env import REPO_ROOT, import_caffe
+from runtime.caffe_env import REPO_ROOT, caffe_prefix, links_onednn
 
 TEST_SOURCES = ("src/gtest/gtest-all.cpp", "src/caffe/test/test_caffe_main.cpp",
                 "src/caffe/test/test_convolution_layer.cpp", "src/caffe/test/test_neuron_layer.cpp",
                 "src/caffe/test/test_eltwise_layer.cpp", "src/caffe/test/test_split_layer.cpp")
 GTEST_FILTER = "*Convolution*:*PReLU*:*Eltwise*:*Split*"
-
-
-def installed_prefix():
-    return Path(import_caffe().__file__).resolve().parents[2]
 
 
 def interface_include_dirs(prefix):
@@ -38,7 +36,7 @@ def compile_definitions(prefix):
 
 @pytest.fixture(scope="module")
 def patched_source(tmp_path_factory):
-    prefix = installed_prefix()
+    prefix = caffe_prefix()
     record = prefix / ".fer-source"
     if not record.is_file():
         pytest.skip(f"{prefix} was not built by scripts/install.sh (no .fer-source): "
@@ -66,8 +64,18 @@ def test_caffe_gtests_of_the_patched_layers_pass(patched_source, tmp_path):
                    "-lgflags", "-lprotobuf", "-lboost_system", "-lboost_thread", "-lpthread"]
     built = subprocess.run(compile_cmd, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-3000:]
-    run = subprocess.run([str(binary), f"--gtest_filter={GTEST_FILTER}"], cwd=root,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
-    passed = re.search(r"\[  PASSED  \] (\d+) tests", run.stdout)
-    assert passed and int(passed.group(1)) >= 70, run.stdout[-2000:]
+    # Both convolution paths of a oneDNN build (patch 0107): oneDNN runs the float cases,
+    # CAFFE_CPU_CONVOLUTION=gemm switches them to im2col + GEMM.
+    onednn = links_onednn(prefix)
+    for choice in ("default", "gemm"):
+        env = {k: v for k, v in os.environ.items() if k != "CAFFE_CPU_CONVOLUTION"}
+        env.update(GLOG_logtostderr="1", GLOG_minloglevel="0")
+        if choice == "gemm":
+            env["CAFFE_CPU_CONVOLUTION"] = "gemm"
+        run = subprocess.run([str(binary), f"--gtest_filter={GTEST_FILTER}"], cwd=root,
+                             capture_output=True, text=True, timeout=600, env=env)
+        assert run.returncode == 0, f"{choice}: {run.stdout[-3000:]}"
+        passed = re.search(r"\[  PASSED  \] (\d+) tests", run.stdout)
+        assert passed and int(passed.group(1)) >= 70, run.stdout[-2000:]
+        ran_onednn = "CPU convolutions run on oneDNN" in run.stderr
+        assert ran_onednn == (onednn and choice == "default"), f"{choice}: {run.stderr[-1500:]}"
