@@ -73,7 +73,7 @@ UNSET_REASON = (
     "and CI keep them)")
 
 CSV_FIELDS = ("date", "machine", "cpu_flags", "threads", "load_before", "load_after", "net",
-              "input", "batch", "variant", "framework", "build", "blas", "env_unset",
+              "input", "batch", "variant", "framework", "build", "blas", "convolution", "env_unset",
               "ms_per_iter_median", "ms_per_iter_all", "gflop_per_iter", "gflops",
               "fraction_of_fma_peak", "fma_peak_gflops")
 # Processor flags worth naming beside a figure: the vector extensions the kernels may use.
@@ -191,16 +191,53 @@ def mapped_blas_files(pid):
 
 
 def probe_blas(files, env):
-    """threadpoolctl's view of ``files`` loaded into a fresh process with ``env``
-    (kernel selection reads the environment, so the probe gets the same one)."""
-    code = ("import ctypes, json, sys, threadpoolctl\n"
-            "for f in sys.argv[1:]: ctypes.CDLL(f)\n"
-            "print(json.dumps(threadpoolctl.threadpool_info()))\n")
-    proc = subprocess.run([sys.executable, "-c", code, *files], capture_output=True, text=True,
-                          env=env)
+    """(threadpoolctl's view of ``files``, describe_convolution of them), loaded into a fresh
+    process with ``env`` (kernel selection reads the environment, so the probe gets the same
+    one)."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "probe",
+                           "--files", *files], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        return f"probe failed: {proc.stderr.strip()[-300:]} (files: {', '.join(files)})"
-    return describe_blas(json.loads(proc.stdout))
+        failed = f"probe failed: {proc.stderr.strip()[-300:]} (files: {', '.join(files)})"
+        return failed, failed
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["blas"], result["convolution"]
+
+
+def probe_worker(files):
+    import ctypes
+    import threadpoolctl
+    for file in files:
+        ctypes.CDLL(file)
+    return {"blas": describe_blas(threadpoolctl.threadpool_info()),
+            "convolution": describe_convolution(files)}
+
+
+# dnnl_cpu_isa_t values of oneDNN 2.x (dnnl_types.h): the widest instructions its JIT
+# kernels use on this processor.
+ONEDNN_ISA = {0x1: "sse41", 0x3: "avx", 0x7: "avx2", 0x407: "avx2_vnni", 0x27: "avx512_core",
+              0x67: "avx512_core_vnni", 0xE7: "avx512_core_bf16", 0x3E7: "avx512_core_amx"}
+
+
+def describe_convolution(files):
+    """What the CPU convolutions of a Caffe process with ``files`` mapped run on: oneDNN
+    (version and instruction set, read from the library itself) unless none is loaded or
+    CAFFE_CPU_CONVOLUTION=gemm switches the build to Caffe's im2col + GEMM."""
+    import ctypes
+    onednn = [f for f in files if "libdnnl" in os.path.basename(f)]
+    if not onednn:
+        return "im2col + GEMM (no oneDNN loaded)"
+    if os.environ.get("CAFFE_CPU_CONVOLUTION") == "gemm":
+        return "im2col + GEMM (CAFFE_CPU_CONVOLUTION=gemm)"
+
+    class Version(ctypes.Structure):
+        _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int), ("patch", ctypes.c_int)]
+
+    library = ctypes.CDLL(onednn[0])
+    library.dnnl_version.restype = ctypes.POINTER(Version)
+    version = library.dnnl_version().contents
+    isa = library.dnnl_get_effective_cpu_isa()
+    return (f"oneDNN {version.major}.{version.minor}.{version.patch} "
+            f"{ONEDNN_ISA.get(isa, hex(isa))} ({onednn[0]})")
 
 
 # --------------------------------------------------------------------------
@@ -257,6 +294,7 @@ def pycaffe_worker(model, warmup, iters):
     except ImportError:
         blas = "threadpoolctl missing: " + ", ".join(mapped_blas_files("self"))
     return {"times": times, "flops": None, "blas": blas,
+            "convolution": describe_convolution(mapped_blas_files("self")),
             "build": str(Path(caffe.__file__).resolve().parents[2])}
 
 
@@ -279,7 +317,8 @@ def parse_caffe_time(log):
 
 
 def run_caffe_tool(caffe_bin, model, iters, env):
-    """`caffe time` on ``model``: (ms per iteration, per-layer ms, BLAS description)."""
+    """`caffe time` on ``model``: (ms per iteration, per-layer ms, BLAS description,
+    convolution description)."""
     env = dict(env, GLOG_minloglevel="0", GLOG_logtostderr="1")
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen([str(caffe_bin), "time", "-model", str(model),
@@ -295,8 +334,9 @@ def run_caffe_tool(caffe_bin, model, iters, env):
     if proc.returncode != 0:
         raise SystemExit(f"caffe time on {model} failed (exit {proc.returncode}):\n{text[-2000:]}")
     ms, layers = parse_caffe_time(text)
-    blas = probe_blas(files, env) if files else "no BLAS library seen in /proc/<pid>/maps"
-    return ms, layers, blas
+    if not files:
+        return ms, layers, "no BLAS library seen in /proc/<pid>/maps", "unknown"
+    return (ms, layers, *probe_blas(files, env))
 
 
 # --------------------------------------------------------------------------
@@ -410,7 +450,10 @@ def torch_worker(graph_file, warmup, iters, threads):
         blas += "; also loaded: " + describe_blas(threadpoolctl.threadpool_info())
     except ImportError:
         pass
-    return {"times": times, "flops": flops, "blas": blas, "build": f"torch {torch.__version__}"}
+    convolution = (onednn.group(0).replace("MKL-DNN", "oneDNN") if onednn else "oneDNN") + \
+        f" ({torch.backends.cpu.get_cpu_capability()})"
+    return {"times": times, "flops": flops, "blas": blas, "convolution": convolution,
+            "build": f"torch {torch.__version__}"}
 
 
 # --------------------------------------------------------------------------
@@ -514,10 +557,14 @@ def machine_description():
     return f"{model}, {os.cpu_count()} cores", " ".join(f for f in REPORTED_FLAGS if f in flags)
 
 
-def parse_caffe_builds(items):
-    """[(label, caffe tool, pycaffe folder or None)]: .venv's Caffe, then each NAME=PREFIX."""
-    from runtime.caffe_env import caffe_binary
-    builds = [("caffe", caffe_binary(), None)]
+def parse_caffe_builds(items, twins=()):
+    """[(label, caffe tool, pycaffe folder or None, extra environment)]: .venv's Caffe, then
+    each NAME=PREFIX; then, for each SUFFIX:VAR=VALUE of ``twins``, every build with oneDNN
+    again as LABEL+SUFFIX with VAR=VALUE set (e.g. gemm:CAFFE_CPU_CONVOLUTION=gemm, its
+    convolutions on im2col + GEMM, or avx2:DNNL_MAX_CPU_ISA=AVX2, oneDNN's AVX2 kernels)."""
+    from runtime.caffe_env import caffe_binary, caffe_prefix, links_onednn
+    builds = [("caffe", caffe_binary(), None, {})]
+    prefixes = {"caffe": caffe_prefix()}
     for item in items:
         label, sep, prefix = item.partition("=")
         prefix = Path(prefix)
@@ -525,7 +572,17 @@ def parse_caffe_builds(items):
                 or not (prefix / "bin" / "caffe").is_file():
             raise SystemExit(f"--caffe {item!r}: expected NAME=PREFIX where PREFIX holds "
                              "bin/caffe and python/caffe (a Caffe install prefix)")
-        builds.append((label, prefix / "bin" / "caffe", str(prefix / "python")))
+        builds.append((label, prefix / "bin" / "caffe", str(prefix / "python"), {}))
+        prefixes[label] = prefix
+    onednn_builds = [build for build in builds if links_onednn(prefixes[build[0]])]
+    for twin in twins:
+        suffix, sep, setting = twin.partition(":")
+        variable, equals, value = setting.partition("=")
+        if not (sep and equals and suffix and variable):
+            raise SystemExit(f"--caffe-env {twin!r}: expected SUFFIX:VARIABLE=VALUE, e.g. "
+                             "gemm:CAFFE_CPU_CONVOLUTION=gemm")
+        builds += [(f"{label}+{suffix}", tool, pydir, {variable: value})
+                   for label, tool, pydir, _ in onednn_builds]
     return builds
 
 
@@ -575,20 +632,28 @@ def main(argv=None):
                         help="python of an environment with PyTorch (benchmark-only)")
     parser.add_argument("--caffe", action="append", default=[], metavar="NAME=PREFIX",
                         help="also measure the Caffe installed at PREFIX")
+    parser.add_argument("--caffe-env", action="append", default=[],
+                        metavar="SUFFIX:VARIABLE=VALUE",
+                        help="also measure every Caffe built with oneDNN with VARIABLE=VALUE, as "
+                             "LABEL+SUFFIX: gemm:CAFFE_CPU_CONVOLUTION=gemm (im2col + GEMM), "
+                             "avx2:DNNL_MAX_CPU_ISA=AVX2 (oneDNN's AVX2 kernels)")
     parser.add_argument("--profile", action="store_true",
                         help="print `caffe time`'s per-layer times of every caffe-tool run")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help="CSV file the rows are appended to")
     parser.add_argument("--no-save", action="store_true", help="print only")
     parser.add_argument("--no-peak", action="store_true", help="skip the FMA peak")
-    parser.add_argument("--worker", choices=("pycaffe", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("pycaffe", "torch", "probe"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--files", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         iters = args.iters or 1
         if args.worker == "pycaffe":
             result = pycaffe_worker(args.model, args.warmup, iters)
+        elif args.worker == "probe":
+            result = probe_worker(args.files)
         else:
             result = torch_worker(args.model, args.warmup, iters, args.threads)
         print(json.dumps(result))
@@ -606,7 +671,7 @@ def main(argv=None):
         frameworks.remove("pytorch")
     if args.torch_python and not Path(args.torch_python).is_file():
         parser.error(f"--torch-python {args.torch_python} does not exist")
-    builds = parse_caffe_builds(args.caffe)
+    builds = parse_caffe_builds(args.caffe, args.caffe_env)
 
     machine, flags = machine_description()
     unset = [f"{k}={os.environ[k]}" for k in UNSET_ENV if k in os.environ]
@@ -631,23 +696,25 @@ def main(argv=None):
             graph = Path(folder) / f"{name}.json"
             graph.write_text(json.dumps(layer_graph(net_param)))
             runs = []
-            for label, caffe_bin, pydir in builds:
+            for label, caffe_bin, pydir, extra_env in builds:
                 if "caffe-tool" in frameworks:
-                    runs.append((f"{label} tool", "caffe-tool", caffe_bin, pydir))
+                    runs.append((f"{label} tool", "caffe-tool", caffe_bin, pydir, extra_env))
                 if "pycaffe" in frameworks:
-                    runs.append((f"{label} pycaffe", "pycaffe", caffe_bin, pydir))
+                    runs.append((f"{label} pycaffe", "pycaffe", caffe_bin, pydir, extra_env))
             if "pytorch" in frameworks:
-                runs.append(("pytorch", "pytorch", None, None))
+                runs.append(("pytorch", "pytorch", None, None, {}))
             samples = {run[0]: [] for run in runs}
             info = {}
             load_before = os.getloadavg()[0]
             for _ in range(args.repeats):
-                for label, kind, caffe_bin, pydir in runs:
-                    env = measurement_env(args.threads, pydir)
+                for label, kind, caffe_bin, pydir, extra_env in runs:
+                    env = dict(measurement_env(args.threads, pydir), **extra_env)
                     if kind == "caffe-tool":
-                        ms, layers, blas = run_caffe_tool(caffe_bin, model, iters, env)
+                        ms, layers, blas, convolution = run_caffe_tool(caffe_bin, model, iters,
+                                                                       env)
                         samples[label].append(ms / 1e3)
-                        info[label] = {"blas": blas, "build": str(caffe_bin), "flops": None}
+                        info[label] = {"blas": blas, "convolution": convolution,
+                                       "build": str(caffe_bin), "flops": None}
                         if args.profile:
                             print_profile(label, name, layers, ms)
                     else:
@@ -674,7 +741,8 @@ def main(argv=None):
                     "load_before": f"{load_before:.2f}", "load_after": f"{load_after:.2f}",
                     "net": name, "input": "x".join(map(str, roles.input_shape)), "batch": batch,
                     "variant": args.variant, "framework": label, "build": info[label]["build"],
-                    "blas": info[label]["blas"], "env_unset": env_unset,
+                    "blas": info[label]["blas"], "convolution": info[label]["convolution"],
+                    "env_unset": env_unset,
                     "ms_per_iter_median": f"{median * 1e3:.2f}",
                     "ms_per_iter_all": " ".join(f"{t * 1e3:.1f}" for t in samples[label]),
                     "gflop_per_iter": f"{flops / 1e9:.3f}" if flops else "",
@@ -684,7 +752,8 @@ def main(argv=None):
 
     print_table(rows)
     for label in sorted({r["framework"] for r in rows}):
-        print(f"{label}: {next(r['blas'] for r in rows if r['framework'] == label)}")
+        row = next(r for r in rows if r["framework"] == label)
+        print(f"{label}: convolutions on {row['convolution']}; BLAS {row['blas']}")
     if not args.no_save:
         append_rows(args.results, rows)
         print(f"appended {len(rows)} rows to {args.results}")

@@ -1,14 +1,15 @@
 """benchmarks/bench_train.py: the nets it times are the project's, its `caffe time`
-parsing and BLAS report read a real run, its CSV keeps older rows; the CMake
-build's BLAS choice refuses what it cannot build."""
+parsing and its BLAS and convolution reports read a real run, its CSV keeps older
+rows; the CMake build's BLAS and convolution choices refuse what they cannot build."""
 import csv
+import re
 import subprocess
 
 import pytest
 
 from benchmarks import bench_train
 from nets.build import experiment_nets, phase_net
-from runtime.caffe_env import REPO_ROOT
+from runtime.caffe_env import REPO_ROOT, caffe_prefix, links_onednn
 
 
 @pytest.mark.parametrize("net", bench_train.NETS)
@@ -41,13 +42,35 @@ def test_caffe_tool_run_parses_and_names_its_blas(caffe_bin, tmp_path):
     model = tmp_path / "toy.prototxt"
     model.write_text(str(timing))
     # caffe time's total has a resolution of 1 ms over all iterations: enough of them.
-    ms, layers, blas = bench_train.run_caffe_tool(caffe_bin, model, 30,
-                                                  bench_train.measurement_env(1))
+    ms, layers, blas, convolution = bench_train.run_caffe_tool(caffe_bin, model, 30,
+                                                               bench_train.measurement_env(1))
     assert ms > 0
     assert {"conv1", "fc1", "loss"} <= set(layers)
     assert all(len(times) == 2 for times in layers.values())
     # The library the caffe process mapped, with its version and run-time kernel family.
     assert "openblas" in blas and "(" in blas, blas
+    # What its convolutions ran on, read from the oneDNN library it loaded.
+    if links_onednn(caffe_prefix()):
+        assert re.match(r"oneDNN \d+\.\d+\.\d+ (avx|sse)", convolution), convolution
+    else:
+        assert convolution.startswith("im2col + GEMM"), convolution
+    _, _, _, switched = bench_train.run_caffe_tool(
+        caffe_bin, model, 2, dict(bench_train.measurement_env(1), CAFFE_CPU_CONVOLUTION="gemm"))
+    assert switched.startswith("im2col + GEMM"), switched
+
+
+def test_environment_twins_only_for_builds_with_onednn(caffe):
+    builds = bench_train.parse_caffe_builds(
+        [], ["gemm:CAFFE_CPU_CONVOLUTION=gemm", "avx2:DNNL_MAX_CPU_ISA=AVX2"])
+    labels = [label for label, *_ in builds]
+    if links_onednn(caffe_prefix()):
+        assert labels == ["caffe", "caffe+gemm", "caffe+avx2"]
+        assert [b[3] for b in builds] == [{}, {"CAFFE_CPU_CONVOLUTION": "gemm"},
+                                          {"DNNL_MAX_CPU_ISA": "AVX2"}]
+    else:
+        assert labels == ["caffe"]
+    with pytest.raises(SystemExit, match="SUFFIX:VARIABLE=VALUE"):
+        bench_train.parse_caffe_builds([], ["CAFFE_CPU_CONVOLUTION=gemm"])
 
 
 def test_measurement_env_removes_the_kernel_pinning_variables(monkeypatch):
@@ -82,6 +105,12 @@ def test_cmake_refuses_an_unknown_blas(tmp_path):
     proc = _configure(tmp_path, "-DCAFFE_BLAS=atlas")
     assert proc.returncode != 0
     assert "CAFFE_BLAS='atlas'" in proc.stderr and "scipy-openblas32" in proc.stderr
+
+
+def test_cmake_refuses_an_unknown_cpu_convolution(tmp_path):
+    proc = _configure(tmp_path, "-DCAFFE_CPU_CONVOLUTION=winograd")
+    assert proc.returncode != 0
+    assert "CAFFE_CPU_CONVOLUTION='winograd'" in proc.stderr and "onednn or gemm" in proc.stderr
 
 
 def test_cmake_scipy_openblas32_needs_the_wheel_folder(tmp_path):
