@@ -65,6 +65,11 @@ DEFAULT_ITERS = {"toy": 50, "cnn48": 20, "resnet": 2, "vgg": 2}  # timed iterati
 FRAMEWORKS = ("caffe-tool", "pycaffe", "pytorch")
 
 UNSET_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# --gpu-math: the environment of both frameworks' processes. NVIDIA_TF32_OVERRIDE=0 makes
+# cuDNN and cuBLAS compute in strict float whatever a program asks (Caffe sets no math mode,
+# so cuDNN 8+ would use TF32 for its convolutions on Ampere and newer); PyTorch's worker
+# also sets its own TF32 switches from --math.
+GPU_MATH = {"fp32": {"NVIDIA_TF32_OVERRIDE": "0"}, "tf32": {}}
 UNSET_REASON = (
     "some machines set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE because older OpenBLAS builds crash "
     "or compute wrong results on their processor; they pin every OpenBLAS in the process to "
@@ -73,7 +78,7 @@ UNSET_REASON = (
     "and CI keep them)")
 
 CSV_FIELDS = ("date", "machine", "cpu_flags", "threads", "load_before", "load_after", "net",
-              "input", "batch", "variant", "framework", "build", "blas", "convolution", "env_unset",
+              "input", "batch", "variant", "framework", "device", "math", "build", "blas", "convolution", "env_unset",
               "ms_per_iter_median", "ms_per_iter_all", "gflop_per_iter", "gflops",
               "fraction_of_fma_peak", "fma_peak_gflops")
 # Processor flags worth naming beside a figure: the vector extensions the kernels may use.
@@ -316,14 +321,15 @@ def parse_caffe_time(log):
     return float(total[-1]), layers
 
 
-def run_caffe_tool(caffe_bin, model, iters, env):
-    """`caffe time` on ``model``: (ms per iteration, per-layer ms, BLAS description,
-    convolution description)."""
+def run_caffe_tool(caffe_bin, model, iters, env, gpu=None):
+    """`caffe time` on ``model`` (on GPU ``gpu`` if given): (ms per iteration, per-layer ms,
+    BLAS description, convolution description)."""
     env = dict(env, GLOG_minloglevel="0", GLOG_logtostderr="1")
+    device = [] if gpu is None else ["-gpu", str(gpu)]
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen([str(caffe_bin), "time", "-model", str(model),
-                                 "-iterations", str(iters)], stdout=log, stderr=subprocess.STDOUT,
-                                env=env)
+                                 "-iterations", str(iters), *device], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
         files = []
         while proc.poll() is None and not files:  # the libraries are mapped at start
             time.sleep(0.01)
@@ -334,6 +340,12 @@ def run_caffe_tool(caffe_bin, model, iters, env):
     if proc.returncode != 0:
         raise SystemExit(f"caffe time on {model} failed (exit {proc.returncode}):\n{text[-2000:]}")
     ms, layers = parse_caffe_time(text)
+    if gpu is not None:
+        # Caffe's GPU log names the device; cuDNN's use shows in the layers it sets up.
+        device_name = re.search(r"GPU device name: (.+)", text)
+        engine = "cuDNN" if "CuDNN" in text or "cudnn" in text.lower() else "Caffe's CUDA kernels"
+        return (ms, layers, device_name.group(1).strip() if device_name else f"GPU {gpu}",
+                f"{engine} (Caffe's default math)")
     if not files:
         return ms, layers, "no BLAS library seen in /proc/<pid>/maps", "unknown"
     return (ms, layers, *probe_blas(files, env))
@@ -375,7 +387,8 @@ def torch_model(torch, graph):
                 elif kind == "PReLU":
                     if name not in self.prelu:  # Caffe's default slope 0.25
                         slopes = 1 if layer["channel_shared"] else x[0].shape[1]
-                        self.prelu[name] = nn.Parameter(torch.full((slopes,), 0.25))
+                        self.prelu[name] = nn.Parameter(torch.full((slopes,), 0.25,
+                                                                   device=x[0].device))
                     y = F.prelu(x[0], self.prelu[name])
                 elif kind == "Pooling":
                     y = F.max_pool2d(x[0], layer["kernel"], layer["stride"], layer["pad"],
@@ -409,17 +422,22 @@ def torch_model(torch, graph):
     return model
 
 
-def torch_worker(graph_file, warmup, iters, threads):
+def torch_worker(graph_file, warmup, iters, threads, gpu=None, math="fp32"):
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    device = torch.device("cpu" if gpu is None else f"cuda:{gpu}")
+    if gpu is not None:
+        # fp32: strict float everywhere; tf32: cuDNN's and cuBLAS's TF32 tensor-core maths.
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = math == "tf32"
+        torch.backends.cudnn.benchmark = True  # the fastest algorithm per shape, as cuDNN users run
     graph = json.loads(Path(graph_file).read_text())
     shapes = next(layer["shapes"] for layer in graph if layer["type"] == "Input")
-    data = torch.rand(*shapes[0]) * 255
+    data = torch.rand(*shapes[0], device=device) * 255
     classes = next(layer["num_output"] for layer in reversed(graph)
                    if layer["type"] == "InnerProduct")
-    label = torch.randint(0, classes, tuple(shapes[1]))
-    model = torch_model(torch, graph).train()
+    label = torch.randint(0, classes, tuple(shapes[1]), device=device)
+    model = torch_model(torch, graph).to(device).train()
     counted = []
 
     def count(module, inputs, output):
@@ -436,10 +454,16 @@ def torch_worker(graph_file, warmup, iters, threads):
         start = time.perf_counter()
         model.zero_grad(set_to_none=True)
         model(data, label).backward()
+        if gpu is not None:
+            torch.cuda.synchronize(device)  # the GPU's work, not its queueing
         if i >= warmup:
             times.append(time.perf_counter() - start)
     per_iter = counted[:len(counted) // (warmup + iters)]
     flops = sum(2 * macs * (2 if i == 0 else 3) for i, macs in enumerate(per_iter))
+    if gpu is not None:
+        return {"times": times, "flops": flops, "build": f"torch {torch.__version__}",
+                "blas": f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}",
+                "convolution": f"cuDNN {torch.backends.cudnn.version()} ({math})"}
     config = torch.__config__.show()
     onednn = re.search(r"(?:oneDNN|MKL-DNN) v[0-9.]+", config)
     blas = (f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, convolutions on "
@@ -637,6 +661,12 @@ def main(argv=None):
                         help="also measure every Caffe built with oneDNN with VARIABLE=VALUE, as "
                              "LABEL+SUFFIX: gemm:CAFFE_CPU_CONVOLUTION=gemm (im2col + GEMM), "
                              "avx2:DNNL_MAX_CPU_ISA=AVX2 (oneDNN's AVX2 kernels)")
+    parser.add_argument("--gpu", type=int, metavar="ID",
+                        help="time on CUDA device ID instead of the CPU: `caffe time -gpu ID` "
+                             "(a CUDA build of Caffe) beside PyTorch on cuda:ID; no pycaffe")
+    parser.add_argument("--gpu-math", default="fp32,tf32",
+                        help="with --gpu, each of: fp32 (NVIDIA_TF32_OVERRIDE=0 for both "
+                             "frameworks: strict float) and tf32 (tensor-core TF32 allowed)")
     parser.add_argument("--profile", action="store_true",
                         help="print `caffe time`'s per-layer times of every caffe-tool run")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
@@ -646,6 +676,7 @@ def main(argv=None):
     parser.add_argument("--worker", choices=("pycaffe", "torch", "probe"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--files", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--math", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
@@ -655,7 +686,8 @@ def main(argv=None):
         elif args.worker == "probe":
             result = probe_worker(args.files)
         else:
-            result = torch_worker(args.model, args.warmup, iters, args.threads)
+            result = torch_worker(args.model, args.warmup, iters, args.threads, args.gpu,
+                                  args.math)
         print(json.dumps(result))
         return 0
 
@@ -665,6 +697,15 @@ def main(argv=None):
         unknown = [n for n in given if n not in known]
         if unknown:
             parser.error(f"unknown {what}(s) {unknown}; choose from {list(known)}")
+    maths = [None]
+    if args.gpu is not None:
+        maths = [m.strip() for m in args.gpu_math.split(",") if m.strip()]
+        if not maths or set(maths) - set(GPU_MATH):
+            parser.error(f"--gpu-math {args.gpu_math!r}: choose from {list(GPU_MATH)}")
+        if "pycaffe" in frameworks:
+            print("note: --gpu times the caffe tool and PyTorch, not pycaffe", file=sys.stderr)
+            frameworks.remove("pycaffe")
+        args.no_peak = True  # the CPU's FMA peak says nothing about a GPU run
     if "pytorch" in frameworks and not args.torch_python:
         print("note: no --torch-python (or $FER_BENCH_TORCH_PYTHON): PyTorch is not measured",
               file=sys.stderr)
@@ -696,22 +737,26 @@ def main(argv=None):
             graph = Path(folder) / f"{name}.json"
             graph.write_text(json.dumps(layer_graph(net_param)))
             runs = []
-            for label, caffe_bin, pydir, extra_env in builds:
-                if "caffe-tool" in frameworks:
-                    runs.append((f"{label} tool", "caffe-tool", caffe_bin, pydir, extra_env))
-                if "pycaffe" in frameworks:
-                    runs.append((f"{label} pycaffe", "pycaffe", caffe_bin, pydir, extra_env))
-            if "pytorch" in frameworks:
-                runs.append(("pytorch", "pytorch", None, None, {}))
+            for math in maths:
+                suffix, math_env = ("", {}) if math is None else (f" {math}", GPU_MATH[math])
+                for label, caffe_bin, pydir, extra_env in builds:
+                    if "caffe-tool" in frameworks:
+                        runs.append((f"{label} tool{suffix}", "caffe-tool", caffe_bin, pydir,
+                                     dict(extra_env, **math_env), math))
+                    if "pycaffe" in frameworks:
+                        runs.append((f"{label} pycaffe{suffix}", "pycaffe", caffe_bin, pydir,
+                                     extra_env, math))
+                if "pytorch" in frameworks:
+                    runs.append((f"pytorch{suffix}", "pytorch", None, None, math_env, math))
             samples = {run[0]: [] for run in runs}
             info = {}
             load_before = os.getloadavg()[0]
             for _ in range(args.repeats):
-                for label, kind, caffe_bin, pydir, extra_env in runs:
+                for label, kind, caffe_bin, pydir, extra_env, math in runs:
                     env = dict(measurement_env(args.threads, pydir), **extra_env)
                     if kind == "caffe-tool":
                         ms, layers, blas, convolution = run_caffe_tool(caffe_bin, model, iters,
-                                                                       env)
+                                                                       env, args.gpu)
                         samples[label].append(ms / 1e3)
                         info[label] = {"blas": blas, "convolution": convolution,
                                        "build": str(caffe_bin), "flops": None}
@@ -723,7 +768,9 @@ def main(argv=None):
                         result = run_worker(python, [
                             "--worker", worker, "--model", str(model if kind == "pycaffe" else graph),
                             "--warmup", str(args.warmup), "--iters", str(iters),
-                            "--threads", str(args.threads)], env)
+                            "--threads", str(args.threads),
+                            *([] if args.gpu is None else ["--gpu", str(args.gpu),
+                                                           "--math", math])], env)
                         samples[label] += result["times"]
                         info[label] = result
             load_after = os.getloadavg()[0]
@@ -732,7 +779,7 @@ def main(argv=None):
                 if result["flops"] is not None and result["flops"] != flops:
                     print(f"warning: {name}: {label} counts {result['flops']} FLOPs, Caffe's "
                           f"net {flops}: the architectures differ", file=sys.stderr)
-            for label, kind, *_ in runs:
+            for label, kind, *_, math in runs:
                 median = statistics.median(samples[label])
                 gflops = flops / median / 1e9 if flops else None
                 rows.append({
@@ -740,7 +787,9 @@ def main(argv=None):
                     "machine": machine, "cpu_flags": flags, "threads": args.threads,
                     "load_before": f"{load_before:.2f}", "load_after": f"{load_after:.2f}",
                     "net": name, "input": "x".join(map(str, roles.input_shape)), "batch": batch,
-                    "variant": args.variant, "framework": label, "build": info[label]["build"],
+                    "variant": args.variant, "framework": label,
+                    "device": "cpu" if args.gpu is None else f"cuda:{args.gpu}",
+                    "math": math or "fp32", "build": info[label]["build"],
                     "blas": info[label]["blas"], "convolution": info[label]["convolution"],
                     "env_unset": env_unset,
                     "ms_per_iter_median": f"{median * 1e3:.2f}",
@@ -763,12 +812,14 @@ def main(argv=None):
 def print_table(rows):
     header = ("net", "input", "batch", "framework", "ms/iter", "GFLOP/iter", "GFLOP/s",
               "of peak", "vs pytorch", "load")
-    torch_ms = {r["net"]: float(r["ms_per_iter_median"]) for r in rows
-                if r["framework"] == "pytorch"}
+    # Each row against PyTorch on the same net and maths (fp32, or tf32 on a GPU).
+    torch_ms = {(r["net"], r["math"]): float(r["ms_per_iter_median"]) for r in rows
+                if r["framework"].split()[0] == "pytorch"}
     lines = [header]
     for r in rows:
         ms = float(r["ms_per_iter_median"])
-        ratio = f"{ms / torch_ms[r['net']]:.2f}x" if r["net"] in torch_ms else ""
+        reference = torch_ms.get((r["net"], r["math"]))
+        ratio = f"{ms / reference:.2f}x" if reference else ""
         lines.append((r["net"], r["input"], str(r["batch"]), r["framework"],
                       r["ms_per_iter_median"], r["gflop_per_iter"], r["gflops"],
                       r["fraction_of_fma_peak"], ratio, f"{r['load_before']}/{r['load_after']}"))

@@ -118,3 +118,17 @@ def test_cmake_scipy_openblas32_needs_the_wheel_folder(tmp_path):
                       f"-DCAFFE_SCIPY_OPENBLAS_DIR={tmp_path / 'missing'}")
     assert proc.returncode != 0
     assert "CAFFE_SCIPY_OPENBLAS_DIR" in proc.stderr and "libscipy_openblas.so" in proc.stderr
+
+
+def test_gpu_math_must_be_fp32_or_tf32():
+    with pytest.raises(SystemExit):
+        bench_train.main(["--nets", "toy", "--gpu", "0", "--gpu-math", "fp16", "--no-save"])
+
+
+def test_gpu_timing_on_a_cpu_only_caffe_says_so(caffe_bin, tmp_path):
+    timing, _ = bench_train.caffe_timing_net("toy", 2)
+    model = tmp_path / "toy.prototxt"
+    model.write_text(str(timing))
+    with pytest.raises(SystemExit, match="Cannot use GPU in CPU-only Caffe"):
+        bench_train.run_caffe_tool(caffe_bin, model, 1, bench_train.measurement_env(1), gpu=0)
+

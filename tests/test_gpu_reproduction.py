@@ -1,5 +1,6 @@
-"""scripts/gpu/reproduce_fer2013.sh on the CPU: its argument handling, and its prepare, train and
-report stages end to end on a generated FER2013 image export (the GPU run itself needs a GPU machine)."""
+"""scripts/gpu/reproduce_fer2013.sh on the CPU: its argument handling, and its prepare, train,
+report and speed stages end to end on a generated FER2013 image export (the GPU run itself needs a GPU machine)."""
+import csv
 import json
 import subprocess
 import tarfile
@@ -55,7 +56,7 @@ def test_bad_arguments_are_refused_with_a_reason(args, message):
 
 def test_help_names_every_stage():
     out = run("--help").stdout
-    for stage in ("env", "prepare", "train", "report"):
+    for stage in ("env", "prepare", "train", "report", "speed"):
         assert f"{stage} " in out
 
 
@@ -65,13 +66,19 @@ def test_the_stages_run_end_to_end_on_the_cpu(tmp_path):
                  str(fer2013_tarball(tmp_path)), "--out", str(out), "--work", str(tmp_path / "work"))
     assert result.returncode == 0, result.stderr[-3000:]
     stages = json.loads((out / "stages.json").read_text())
-    assert set(stages) == {"env", "prepare", "train", "report", "total"}
+    assert set(stages) == {"env", "prepare", "train", "report", "speed", "total"}
     manifest = json.loads((tmp_path / "work" / "prepared" / "manifest.json").read_text())
     assert manifest["dataset"] == "fer2013" and manifest["image_size"] == 48
     table = json.loads((out / "table_3.json").read_text())
     assert {cell["column"] for cell in table["cells"]} == {"softmax", "l2"}
     assert all(cell["finished"] for cell in table["cells"])
     assert "McNemar" in (out / "table_3.md").read_text()
+    # The speed stage timed the same net (on the CPU here; the GPU run passes --gpu 0).
+    speed = (out / "speed.txt").read_text()
+    assert "toy" in speed and "caffe tool" in speed, speed
+    rows = list(csv.DictReader((out / "train_speed.csv").open()))
+    assert {(r["net"], r["framework"]) for r in rows} >= {("toy", "caffe tool")}
+    assert all(float(r["ms_per_iter_median"]) > 0 for r in rows)
     # A second run reuses the prepared data and the finished runs.
     again = run("--device", "cpu", "--scale", "smoke", "--net", "toy", "--stages", "train,report",
                 "--out", str(out), "--work", str(tmp_path / "work"))

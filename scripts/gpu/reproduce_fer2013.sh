@@ -14,6 +14,11 @@
 #   3. train    tools/reproduce.py --table 3 --nets "$net" --variants softmax l2 --scale paper,
 #               both cells side by side on GPU 0 (--gpus 0,0: two caffe train processes)
 #   4. report   the table (Markdown/CSV/JSON, statistics, protocol checks) copied into --out
+#   5. speed    a training step of the same net, `caffe time -gpu 0` (the bundle's CUDA Caffe)
+#               beside PyTorch (cuDNN) at the training input, batch 64, FP32 and TF32 each
+#               (benchmarks/bench_train.py --gpu 0): train_speed.csv and speed.txt in --out.
+#               PyTorch comes from $FER_BENCH_TORCH_PYTHON, else python3 on PATH; without
+#               a torch that sees the GPU only Caffe is timed
 #
 # --device cpu --scale smoke [--net toy] runs the same stages on this machine with
 # the project's .venv (how the tests check the script's parts; not a result).
@@ -23,7 +28,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 say() { printf '[reproduce-fer2013] %s\n' "$*" >&2; }
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
-fer_tar="" out=${OUT:-/tmp/fer-reproduce} device=gpu scale=paper net=resnet stages="env,prepare,train,report"
+fer_tar="" out=${OUT:-/tmp/fer-reproduce} device=gpu scale=paper net=resnet stages="env,prepare,train,report,speed"
 work=${FER_REPRODUCE_WORK:-/tmp/fer-reproduce-work}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -41,7 +46,7 @@ done
 case $device in gpu|cpu) ;; *) say "error: --device must be gpu or cpu, not $device"; exit 2 ;; esac
 case $scale in paper|cpu|smoke) ;; *) say "error: --scale must be paper, cpu or smoke, not $scale"; exit 2 ;; esac
 for stage in ${stages//,/ }; do
-    case $stage in env|prepare|train|report) ;; *) say "error: unknown stage $stage"; exit 2 ;; esac
+    case $stage in env|prepare|train|report|speed) ;; *) say "error: unknown stage $stage"; exit 2 ;; esac
 done
 wants() { case ",$stages," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 if wants prepare; then
@@ -103,8 +108,29 @@ report() {
     say "table: $out/table_3.md"
 }
 
+speed() {
+    local device_args=(--gpu 0 --gpu-math fp32,tf32) torch_args=()
+    [ "$device" = gpu ] || device_args=(--iters 2 --no-peak)
+    # PyTorch's interpreter runs without the bundle's PYTHONHOME/PYTHONPATH (they name the
+    # bundle's Python 3.11); the worker imports only the standard library and torch.
+    local torch_python=${FER_BENCH_TORCH_PYTHON:-$(command -v python3 || true)}
+    local check='import torch, sys; sys.exit(0 if torch.cuda.is_available() or sys.argv[1] == "cpu" else 1)'
+    if [ -n "$torch_python" ] && env -u PYTHONHOME -u PYTHONPATH "$torch_python" -c "$check" "$device" 2>/dev/null; then
+        cat >"$work/torch-python" <<WRAP
+#!/bin/sh
+exec env -u PYTHONHOME -u PYTHONPATH '$torch_python' "\$@"
+WRAP
+        chmod +x "$work/torch-python"
+        torch_args=(--torch-python "$work/torch-python")
+    else
+        say "speed: no python with torch (and a GPU) at '${torch_python}': timing Caffe only"
+    fi
+    "$python" "$repo/benchmarks/bench_train.py" --nets "$net" --repeats 1 --frameworks caffe-tool,pytorch \
+        "${device_args[@]}" "${torch_args[@]}" --results "$out/train_speed.csv" | tee "$out/speed.txt"
+}
+
 total=$SECONDS
-for stage in env prepare train report; do
+for stage in env prepare train report speed; do
     if [ "$stage" = env ]; then timed env setup_env; continue; fi
     wants "$stage" && timed "$stage" "$stage"
 done
