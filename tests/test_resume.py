@@ -86,8 +86,10 @@ def test_a_fold_killed_after_a_snapshot_resumes_from_it(prepared, tmp_path):
     assert int(first_resumed.group(1)) == resume_from
     losses = dict(curve["train"])
     assert losses[resume_from] < 0.5 * losses[0]
-    # What the killed segment logged after the snapshot was redone and replaced.
-    assert killed_at > resume_from
+    # What the killed segment logged after the snapshot (none when the kill landed between
+    # the snapshot and the next display, which a fast machine makes likely) was redone and
+    # replaced: _check_finished saw every iteration logged once, in order.
+    assert killed_at >= resume_from
 
 
 def test_a_snapshot_cut_short_is_set_aside_and_the_previous_one_used(prepared, tmp_path):
