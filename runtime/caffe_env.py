@@ -83,4 +83,3 @@ def links_onednn(prefix):
     if not libraries:
         raise CaffeNotAvailable(f"no lib/libcaffe.so* in {prefix}; {_hint()}")
     return b"libdnnl.so" in libraries[-1].read_bytes()
-
