@@ -276,7 +276,7 @@ def net_flops(name, batch, variant):
 
 def pycaffe_worker(model, warmup, iters):
     import numpy as np
-    from runtime.caffe_env import import_caffe
+    from runtime.caffe_env import caffe_prefix, import_caffe
     caffe = import_caffe()
     caffe.set_mode_cpu()
     net = caffe.Net(model, caffe.TRAIN)
@@ -300,7 +300,7 @@ def pycaffe_worker(model, warmup, iters):
         blas = "threadpoolctl missing: " + ", ".join(mapped_blas_files("self"))
     return {"times": times, "flops": None, "blas": blas,
             "convolution": describe_convolution(mapped_blas_files("self")),
-            "build": str(Path(caffe.__file__).resolve().parents[2])}
+            "build": str(caffe_prefix())}
 
 
 CAFFE_TIME_TOTAL = re.compile(r"Average Forward-Backward: ([0-9.]+) ms")
@@ -341,11 +341,11 @@ def run_caffe_tool(caffe_bin, model, iters, env, gpu=None):
         raise SystemExit(f"caffe time on {model} failed (exit {proc.returncode}):\n{text[-2000:]}")
     ms, layers = parse_caffe_time(text)
     if gpu is not None:
-        # Caffe's GPU log names the device; cuDNN's use shows in the layers it sets up.
+        # Caffe's GPU log names the device; cuDNN's use shows in the layers it sets up. The
+        # maths (fp32 or tf32) is the row's own column.
         device_name = re.search(r"GPU device name: (.+)", text)
-        engine = "cuDNN" if "CuDNN" in text or "cudnn" in text.lower() else "Caffe's CUDA kernels"
-        return (ms, layers, device_name.group(1).strip() if device_name else f"GPU {gpu}",
-                f"{engine} (Caffe's default math)")
+        engine = "cuDNN" if "cudnn" in text.lower() else "Caffe's CUDA kernels"
+        return ms, layers, device_name.group(1).strip() if device_name else f"GPU {gpu}", engine
     if not files:
         return ms, layers, "no BLAS library seen in /proc/<pid>/maps", "unknown"
     return (ms, layers, *probe_blas(files, env))
