@@ -4,7 +4,7 @@ The same small interface as inference.onnx_runtime.OnnxClassifier:
 ``input_size``, ``num_classes`` and ``probabilities(batch)`` for N x 1 x S x S
 batches of raw gray values (0-255; the net normalises them itself). The
 probabilities are the float64 softmax of the net's logits blob (the input of
-its ``prob`` layer), computed as experiments.evaluation computes them, so that
+its ``prob`` layer), computed as experiments.running.evaluation computes them, so that
 a prediction and the cross-validation's scores of the same crops agree.
 """
 import os
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from experiments.evaluation import softmax
+from experiments.running.evaluation import softmax
 from runtime.caffe_env import import_caffe
 
 

@@ -38,7 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from caffe_layers import functional
 from data_prep.prepared import MANIFEST
-from experiments.run_folder import TRAINING, read_config, trained_folds, trained_snapshot
+from experiments.running.run_folder import TRAINING, read_config, trained_folds, trained_snapshot
 from nets import file_names
 from nets.blocks import TEST
 from nets.build import phase_net

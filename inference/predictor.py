@@ -12,7 +12,7 @@ Every face is found and cropped as data_prep prepared the model's training
 images (inference.preprocessing, from the prepared dataset's manifest); its
 crops go through the net in batches together with the crops of the other
 faces, and its probabilities are the mean softmax over its crops, as
-experiments.evaluation scores a test image. Faces narrower than ``min_face``
+experiments.running.evaluation scores a test image. Faces narrower than ``min_face``
 come back in ``result.small``; an image without a face has no ``faces``.
 
 The model's backend (inference.caffe_backend.CaffeClassifier or
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from data_prep.prepared import MANIFEST
-from experiments.run_folder import CONFIG, TRAINING, read_config, snapshot_path, trained_folds
+from experiments.running.run_folder import CONFIG, TRAINING, read_config, snapshot_path, trained_folds
 from inference.media import read_gray
 from inference.preprocessing import FaceCropper, SmallFace, prep_config_from_manifest
 from runtime.files import read_json

@@ -218,5 +218,5 @@ say "main job report: ${report#"$mounts/"} (owner uid $owner)"
 stage_done "main job as user fer, data/ + runs/ mounted"
 
 in_image -v "$mounts/data:/data:ro" -v "$mounts/runs:/runs" "$container" -- \
-    "$entry" bash -c 'python -m pytest -q -p no:cacheprovider tests/test_layers_*.py tests/test_runtime.py' >&2
+    "$entry" bash -c 'python -m pytest -q -p no:cacheprovider tests/caffe_layers/test_*.py tests/runtime/test_caffe_env.py' >&2
 stage_done "tests: layers + runtime (tiny caffe train runs)"

@@ -9,7 +9,7 @@
 #
 # It runs, on GPU 0:
 #   1. caffe device_query;
-#   2. the project's layer tests (tests/test_layers_*.py) and runtime tests
+#   2. the project's layer tests (tests/caffe_layers/test_*.py) and runtime tests
 #      with pycaffe in GPU mode (scripts/gpu/gpu_mode_plugin.py);
 #   3. scripts/gpu/check_gpu.py: pycaffe forward/backward on the GPU (cuDNN and
 #      Caffe engines) against the CPU, in strict FP32 and with TF32 allowed,
@@ -45,7 +45,7 @@ step() {
 }
 
 step device_query 60 "$FER_CAFFE_BIN" device_query -gpu 0
-mapfile -t tests < <(ls "$repo"/tests/test_layers_*.py "$repo"/tests/test_runtime.py 2>/dev/null)
+mapfile -t tests < <(ls "$repo"/tests/caffe_layers/test_*.py "$repo"/tests/runtime/test_caffe_env.py 2>/dev/null)
 step pytest_gpu "${FER_GPU_PYTEST_LIMIT:-240}" "$python" -m pytest -q -rs -p no:cacheprovider -p gpu_mode_plugin "${tests[@]}"
 tail -n 3 "$logs/pytest_gpu.log" >&2
 # GPU against CPU in strict FP32 (cuDNN and cuBLAS may use TF32 on Ampere and

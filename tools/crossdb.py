@@ -11,13 +11,13 @@ every image of each test database, classes matched by name (a class the
 training database lacks is left out and counted). FER2013's official split
 trains on Training (watching PublicTest) and is tested on PrivateTest. Prints
 each test's confusion matrix (rows true; Table 13 is FER2013 -> CK+). An
-interrupted training resumes from its newest snapshot. See experiments/crossdb.py.
+interrupted training resumes from its newest snapshot. See experiments/running/crossdb.py.
 """
 import argparse
 from pathlib import Path
 
 from data_prep.prepared import PreparedDataset
-from experiments.crossdb import print_confusions, run_crossdb
+from experiments.running.crossdb import print_confusions, run_crossdb
 from tools.training_args import add_training_arguments, training_options
 
 

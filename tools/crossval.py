@@ -20,7 +20,7 @@ trains on Training, watches PublicTest and tests on PrivateTest.
 import argparse
 from pathlib import Path
 
-from experiments.crossval import print_summary, run_crossval
+from experiments.running.crossval import print_summary, run_crossval
 from tools.training_args import add_training_arguments, training_options
 
 

@@ -4,7 +4,7 @@
 
 Generates and prepares the synthetic dataset, cross-validates the toy network
 with each variant under `caffe train`, computes RespondRatio (Eq. 13) and
-writes a Markdown report beside the paper's numbers (experiments/main_job.py),
+writes a Markdown report beside the paper's numbers (experiments/running/main_job.py),
 ending with tools/predict.py applied to generated faces of an unseen subject
 with the last variant's model (inference/report_example.py). Every step reuses
 what a previous run finished. Prints where the report is.
@@ -12,7 +12,7 @@ what a previous run finished. Prints where the report is.
 import argparse
 from pathlib import Path
 
-from experiments.main_job import MainJob, run_main_job
+from experiments.running.main_job import MainJob, run_main_job
 from inference.report_example import predict_example_markdown, write_example_faces
 from runtime.caffe_env import REPO_ROOT
 

@@ -5,12 +5,12 @@
 
 Sections: accuracies beside the paper's Tables 3, 5, 6 and 7; sensitivity,
 specificity and AUC beside Table 4; the cross-database matrix beside Table 12;
-RespondRatio beside Table 2; the runs' plots (experiments/report.py).
+RespondRatio beside Table 2; the runs' plots (experiments/reporting/report.py).
 """
 import argparse
 from pathlib import Path
 
-from experiments.report import build_report
+from experiments.reporting.report import build_report
 
 
 def main(argv=None):

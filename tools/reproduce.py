@@ -4,7 +4,7 @@
         --data fer2013=data/prepared/fer2013-224 [--scale paper|cpu|smoke] [--seeds 3] \
         [--nets cnn48] [--variants softmax l2] [--jobs 2 | --gpus 0,1 | --cluster slurm] [--dry-run]
 
-Tables 2-16 and figures fig8, fig9 (experiments/tables.py says which runs fill
+Tables 2-16 and figures fig8, fig9 (experiments/paper/tables.py says which runs fill
 each). ``--data NAME=FOLDER`` maps the paper's databases (fer2013, ckplus,
 oulu, mmi) to prepared folders; give a name once per image size the table's
 nets need (ResNet 112, VGG 224, toy and cnn48 48). Finished runs and folds are
@@ -15,10 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import reproduce
-from experiments.protocol import check_dataset
-from experiments.table_report import cell_results, write_table
-from experiments.tables import TABLES
+from experiments.running import reproduce
+from experiments.analysis.protocol import check_dataset
+from experiments.reporting.table_report import cell_results, write_table
+from experiments.paper.tables import TABLES
 from nets.catalog import NETS, VARIANTS
 from runtime.caffe_env import REPO_ROOT
 

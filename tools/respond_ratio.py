@@ -3,13 +3,13 @@
     python tools/respond_ratio.py runs/mmi_toy_l2 [runs/mmi_toy_l2norm_a2 ...] [--data PREPARED]
 
 Writes ``respond_ratio.json`` into each run folder and prints the ratios; the
-definition, the face parts and how crops are handled: experiments/respond_ratio.py.
+definition, the face parts and how crops are handled: experiments/analysis/respond_ratio.py.
 """
 import argparse
 from pathlib import Path
 
-from experiments.paper_results import TABLE2_PARTS
-from experiments.respond_ratio import run_respond_ratio
+from experiments.paper.paper_results import TABLE2_PARTS
+from experiments.analysis.respond_ratio import run_respond_ratio
 
 
 def print_ratios(run_dir, result):

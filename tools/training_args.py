@@ -1,7 +1,7 @@
 """The training options crossval.py and crossdb.py share, as command-line arguments."""
 from pathlib import Path
 
-from experiments.training import TrainingOptions
+from experiments.running.training import TrainingOptions
 from nets.architectures import GEOMETRIES
 from nets.experiment import NETS, VARIANTS
 from runtime.caffe_env import REPO_ROOT

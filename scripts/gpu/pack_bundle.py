@@ -58,7 +58,7 @@ def run_traced(command, env, trace_dir):
 
 def gpu_check_tests(repo):
     """The test files scripts/gpu_check.sh runs on the GPU."""
-    tests = sorted((repo / "tests").glob("test_layers_*.py")) + [repo / "tests/test_runtime.py"]
+    tests = sorted((repo / "tests").glob("caffe_layers/test_*.py")) + [repo / "tests/runtime/test_caffe_env.py"]
     return [str(t) for t in tests if t.exists()]
 
 

@@ -1,0 +1,1 @@
+"""experiments.analysis: numbers computed from finished runs: metrics, statistics, RespondRatio, protocol checks."""

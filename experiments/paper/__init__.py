@@ -1,0 +1,1 @@
+"""experiments.paper: the paper's tables as runs and the numbers it prints."""

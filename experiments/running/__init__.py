@@ -1,0 +1,1 @@
+"""experiments.running: running a fold, a cross-validation, a cross-database run or a paper table: training under caffe train, evaluation, run folders."""

@@ -1,0 +1,121 @@
+"""Person-independent K-fold cross-validation of one net and variant (or FER2013's official split).
+
+For each fold of the prepared dataset: train (experiments.running.training), test the
+final snapshot on the fold's test LMDB (experiments.running.evaluation) and keep the
+fold's files in the run folder (experiments.running.run_folder). Finished folds are
+never redone; an interrupted fold resumes from its newest valid snapshot, or
+restarts cleanly if it has none. ``summarize`` writes the
+mean ± std over folds, the pooled confusion matrix and the plots.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
+from data_prep.prepared import PreparedDataset
+from experiments.analysis import metrics
+from experiments.reporting import plots
+from experiments.running.caffe_train import read_training_curve
+from experiments.running.evaluation import evaluate, net_with_test_source
+from experiments.running.run_folder import (PREDICTIONS, RESULT, SUMMARY, TRAIN_LOG, crossval_run_name,
+                                    prepare_run_dir, start_fold)
+from experiments.running.training import FoldData, train_fold
+from runtime.files import read_json, write_json_atomic
+
+
+def run_config(dataset, options):
+    """What defines the run; a run folder is reused only for an identical config."""
+    return {"tool": "crossval", "data": str(dataset.root.resolve()), "dataset": dataset.name,
+            "num_classes": dataset.num_classes, "image_size": dataset.image_size,
+            **options.config()}
+
+
+def chosen_splits(dataset, folds=None):
+    splits = dataset.evaluation_splits()
+    if not splits:
+        raise SystemExit(f"error: {dataset.root} has no folds and no official split (its splits: "
+                         f"{dataset.splits()}); prepare it with --split folds --folds K")
+    if folds is not None:
+        if not 1 <= folds <= len(splits):
+            raise SystemExit(f"error: --folds {folds}: {dataset.root} was prepared with "
+                             f"{len(splits)} fold(s)")
+        splits = splits[:folds]
+    return splits
+
+
+def run_fold(fold_dir, dataset, split, options, gpu=None, label=""):
+    """Train and test one fold into ``fold_dir``; returns its result."""
+    # With a validation set (FER2013 PublicTest) the test phase during training
+    # watches it, and the test set is touched only at the end.
+    watched = "val" if dataset.has_validation(split) else "test"
+    data = FoldData(train_lmdb=dataset.lmdb(split, "train"), watch_lmdb=dataset.lmdb(split, watched),
+                    watch_records=dataset.record_count(split, watched),
+                    num_classes=dataset.num_classes, image_size=dataset.image_size)
+    net_path, snapshot = train_fold(fold_dir, data, options, gpu=gpu, label=label)
+    extra = {}
+    if watched == "val":
+        val_dir = fold_dir / "validation"
+        val_dir.mkdir()
+        extra["val_accuracy"] = evaluate(val_dir, net_path, snapshot, dataset.items_path(split, "val"),
+                                         dataset.num_classes, gpu=gpu)["accuracy"]
+        net_path = net_with_test_source(net_path, dataset.lmdb(split, "test"),
+                                        fold_dir / "test_net.prototxt")
+    return evaluate(fold_dir, net_path, snapshot, dataset.items_path(split, "test"),
+                    dataset.num_classes, gpu=gpu, extra=extra)
+
+
+def run_crossval(data_dir, options, runs_dir, folds=None, name=None, gpu=None):
+    """Cross-validate ``options`` on the prepared dataset ``data_dir``; returns (run folder, summary)."""
+    dataset = PreparedDataset.open(data_dir)
+    splits = chosen_splits(dataset, folds)
+    name = name or crossval_run_name(dataset.name, options.net, options.variant)
+    run_dir = prepare_run_dir(Path(runs_dir) / name, run_config(dataset, options))
+    for index, split in enumerate(splits):
+        fold_dir = run_dir / split
+        label = f"{name} {split} ({index + 1}/{len(splits)})"
+        if not start_fold(fold_dir, resume=True):
+            print(f"{label}: done before, accuracy {read_json(fold_dir / RESULT)['accuracy']:.4f}")
+            continue
+        result = run_fold(fold_dir, dataset, split, options, gpu=gpu, label=label)
+        validation = result.get("val_accuracy")
+        print(f"{label}: accuracy {result['accuracy']:.4f} on {result['test_images']} images"
+              + (f" (validation {validation:.4f})" if validation is not None else ""))
+    return run_dir, summarize(run_dir, splits, dataset.classes)
+
+
+def summarize(run_dir, fold_names, class_names):
+    """Mean ± std over folds, pooled confusion, plots; written to summary.json."""
+    run_dir = Path(run_dir)
+    results = [read_json(run_dir / name / RESULT) for name in fold_names]
+    predictions = [p for name in fold_names for p in read_json(run_dir / name / PREDICTIONS)]
+    accuracies = np.array([r["accuracy"] for r in results])
+    pooled = np.sum([np.array(r["confusion"]) for r in results], axis=0)
+    probabilities = np.array([p["probabilities"] for p in predictions])
+    labels = np.array([p["label"] for p in predictions])
+    summary = {
+        "folds": list(fold_names),
+        "fold_accuracies": accuracies.tolist(),
+        "mean_accuracy": float(accuracies.mean()),
+        "std_accuracy": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+        "pooled": metrics.summary(pooled, probabilities, labels) if len(set(labels)) > 1
+        else metrics.summary(pooled),
+        "classes": list(class_names),
+    }
+    write_json_atomic(run_dir / SUMMARY, summary)
+    abbreviations = dict(zip(CLASS_NAMES, CLASS_ABBREVIATIONS))
+    plots.plot_confusion(pooled, [abbreviations.get(c, c) for c in class_names], run_dir / "confusion.png",
+                         title=f"{run_dir.name}: pooled confusion (%)")
+    if len(set(labels)) > 1:
+        plots.plot_roc({run_dir.name: (probabilities, labels)}, run_dir / "roc.png")
+    logs = {name: read_training_curve(run_dir / name / TRAIN_LOG) for name in fold_names}
+    plots.plot_training_curves(logs, run_dir / "training.png", title=run_dir.name)
+    return summary
+
+
+def print_summary(name, run_dir, summary):
+    print(f"{name}: mean accuracy {100 * summary['mean_accuracy']:.2f} ± "
+          f"{100 * summary['std_accuracy']:.2f} % over {len(summary['folds'])} folds")
+    print("pooled confusion (rows true, columns predicted):")
+    for class_name, row in zip(summary["classes"], summary["pooled"]["confusion"]):
+        print(f"  {class_name[:10]:>10} " + " ".join(f"{v:5d}" for v in row))
+    print(f"results: {run_dir}")

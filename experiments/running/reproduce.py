@@ -1,0 +1,221 @@
+"""Run every cell of one of the paper's tables and write it beside the paper's numbers.
+
+A table (experiments/paper/tables.py) is a list of cells; each cell is run ``seeds``
+times as separate run folders under ``runs_dir`` (named
+``<data>_<net>_<variant>_<scale>_s<seed>``, crossdb ``crossdb_<data>_...``),
+through the same library functions as tools/crossval.py and tools/crossdb.py,
+so finished folds and runs are reused and a killed table resumes where it
+stopped. Jobs run in a stable order; with ``jobs > 1`` or several GPUs they run
+side by side in separate processes (one ``caffe train`` per GPU), or through a
+cluster scheduler (submitit), the run folder being the only shared state.
+"""
+import shlex
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from data_prep.prepared import PreparedDataset
+from experiments.running.crossdb import run_crossdb
+from experiments.running.crossval import run_crossval
+from experiments.running.run_folder import read_summary, trained_snapshot
+from experiments.paper.tables import DATABASES
+from experiments.running.training import TrainingOptions
+from nets.catalog import NETS
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A solver preset; None keeps the paper's value (nets/solvers.py)."""
+    name: str
+    iters: Optional[int]
+    stepsize: Optional[int]
+    batch_size: Optional[int]
+    note: str
+
+
+SCALES = {
+    "paper": Scale("paper", None, None, None,
+                   "the paper's solver: batch 64, base_lr 0.01, 12,000 iterations, step 4,000"),
+    # A sixth of the paper's iterations with the step scaled alike (three steps
+    # before the end, as the paper's 4,000 of 12,000): about 5 min per cell for
+    # the cnn48 net on 2 CPU cores, seconds for the toy net.
+    "cpu": Scale("cpu", 2100, 700, None, "2,100 iterations, step 700 (1/6 of the paper's schedule)"),
+    # For tests and a first look: a few iterations only.
+    "smoke": Scale("smoke", 30, 10, 16, "30 iterations at batch 16 (tests only: not a result)"),
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a cell's (kind, net, variant, data) for one seed."""
+    kind: str
+    net: str
+    variant: str
+    data: str
+    seed: int
+    finetune_from: Optional[str] = None
+
+    def run_name(self, scale):
+        stem = f"{self.data}_{self.net}_{self.variant}_{scale}_s{self.seed}"
+        if self.kind == "crossdb":
+            return f"crossdb_{stem}"
+        return stem + (f"_from_{self.finetune_from}" if self.finetune_from else "")
+
+    def parent(self):
+        """The job whose final snapshot this one fine-tunes from, or None."""
+        if not self.finetune_from:
+            return None
+        return Job("crossval", self.net, self.variant, self.finetune_from, self.seed)
+
+
+def reference_net(cells):
+    """The net whose paper numbers stand beside a substituted net: ResNet where the table has it."""
+    return "resnet" if any(cell.net == "resnet" for cell in cells) else cells[0].net
+
+
+def select_cells(table, nets=None, variants=None):
+    """The table's cells, with only ``variants`` kept and its nets replaced by ``nets`` (e.g. cnn48
+    on a CPU); a replaced cell keeps the reference net's paper number."""
+    cells = [cell for cell in table.cells if not variants or cell.variant in variants]
+    if not cells:
+        raise SystemExit(f"error: table {table.number} has no cell of variant(s) {', '.join(variants)}; "
+                         f"its variants: {', '.join(sorted({c.variant for c in table.cells}))}")
+    if not nets:
+        return cells
+    base = [cell for cell in cells if cell.net == reference_net(cells)]
+    return [replace(cell, net=net, row=net if cell.row == cell.net else cell.row)
+            for net in nets for cell in base]
+
+
+def jobs_for(cells, seeds):
+    """Every run the cells need, parents first, each once, in a stable order."""
+    jobs = []
+    for seed in seeds:
+        for cell in cells:
+            job = Job(cell.kind, cell.net, cell.variant, cell.data, seed, cell.finetune_from)
+            for needed in (job.parent(), job):
+                if needed is not None and needed not in jobs:
+                    jobs.append(needed)
+    return jobs
+
+
+def data_folders(pairs):
+    """{name: [PreparedDataset, ...]} from NAME=FOLDER pairs (a name may have folders of several sizes)."""
+    folders = {}
+    for name, folder in pairs:
+        folders.setdefault(name, []).append(PreparedDataset.open(folder))
+    return folders
+
+
+def dataset_for(folders, name, net):
+    """The prepared folder of database ``name`` for ``net``: the only one given, else the one at the
+    net's input size (the nets are generated at the prepared size, so one folder serves any net)."""
+    given = folders.get(name, [])
+    size = NETS[net].input_size
+    if len(given) == 1:
+        return given[0]
+    for dataset in given:
+        if dataset.image_size == size:
+            return dataset
+    have = ", ".join(f"{d.root} ({d.image_size} px)" for d in folders.get(name, [])) or "none"
+    raise SystemExit(
+        f"error: the {net} net needs {name} prepared at {size}x{size}; given: {have}. Prepare it with "
+        f"`python data_prep/prepare.py --dataset {name} --root ... --size {size} "
+        f"--out data/prepared/{name}-{size}` and pass --data {name}=data/prepared/{name}-{size}")
+
+
+def options_for(job, scale, weights=None):
+    return TrainingOptions(net=job.net, variant=job.variant, iters=scale.iters, batch_size=scale.batch_size,
+                           stepsize=scale.stepsize, weights=weights, seed=job.seed, scale=scale.name)
+
+
+def job_command(job, scale, runs_dir, folders):
+    """The tools/ command line equivalent to ``job`` (for --dry-run and the report)."""
+    def folder(name):
+        try:
+            return str(dataset_for(folders, name, job.net).root)
+        except SystemExit:
+            return f"<{name} at {NETS[job.net].input_size} px>"
+    common = [f"--net {job.net}", f"--variant {job.variant}", f"--seed {job.seed}",
+              f"--scale {scale.name}", f"--runs-dir {shlex.quote(str(runs_dir))}",
+              f"--name {job.run_name(scale.name)}"]
+    if scale.iters:
+        common.append(f"--iters {scale.iters} --stepsize {scale.stepsize}")
+    if scale.batch_size:
+        common.append(f"--batch-size {scale.batch_size}")
+    if job.parent():
+        common.append(f"--weights {runs_dir}/{job.parent().run_name(scale.name)}/official/snapshot_iter_N"
+                      ".caffemodel")
+    if job.kind == "crossdb":
+        tests = " ".join(folder(d) for d in DATABASES if d != job.data)
+        return f"python tools/crossdb.py --train-data {folder(job.data)} --test-data {tests} " + " ".join(common)
+    return f"python tools/crossval.py --data {folder(job.data)} " + " ".join(common)
+
+
+def run_job(job, scale, runs_dir, folders, gpu=None):
+    """Run (or reuse) one job; returns its run folder."""
+    runs_dir = Path(runs_dir)
+    weights = None
+    if job.parent():
+        parent_dir = runs_dir / job.parent().run_name(scale.name)
+        if read_summary(parent_dir) is None:
+            raise SystemExit(f"error: {job.run_name(scale.name)} fine-tunes from {parent_dir}, "
+                             "which is not finished")
+        weights = trained_snapshot(parent_dir / read_summary(parent_dir)["folds"][0])
+    options = options_for(job, scale, weights)
+    name = job.run_name(scale.name)
+    if job.kind == "crossdb":
+        tests = [dataset_for(folders, d, job.net).root for d in DATABASES if d != job.data]
+        run_crossdb(dataset_for(folders, job.data, job.net).root, tests, options, runs_dir, name=name, gpu=gpu)
+    else:
+        run_crossval(dataset_for(folders, job.data, job.net).root, options, runs_dir, name=name, gpu=gpu)
+    return runs_dir / name
+
+
+def _run_job_in_child(job, scale, runs_dir, pairs, gpu):
+    return run_job(job, scale, runs_dir, data_folders(pairs), gpu=gpu)
+
+
+def run_jobs(jobs, scale, runs_dir, pairs, parallel=1, gpus=None, executor=None):
+    """Run ``jobs``: one after another, side by side, or through ``executor`` (submitit-like).
+
+    Jobs whose parent is among ``jobs`` wait for it: they run in a second wave.
+    Returns {job: run folder}.
+    """
+    folders = data_folders(pairs)
+    waves = [[j for j in jobs if j.parent() not in jobs], [j for j in jobs if j.parent() in jobs]]
+    done = {}
+    with tqdm(total=len(jobs), desc="cells", unit="run") as bar:
+        for wave in waves:
+            if executor is not None:
+                submitted = [(job, executor.submit(_run_job_in_child, job, scale, runs_dir, pairs, None))
+                             for job in wave]
+                for job, future in submitted:
+                    done[job] = future.result()
+                    bar.update(1)
+            elif parallel <= 1 and not gpus:
+                for job in wave:
+                    bar.set_postfix_str(job.run_name(scale.name))
+                    done[job] = run_job(job, scale, runs_dir, folders)
+                    bar.update(1)
+            else:
+                # One worker per slot, each running its share in order: one caffe train per GPU.
+                slots = list(gpus) if gpus else [None] * parallel
+                shares = [wave[index::len(slots)] for index in range(len(slots))]
+                with ProcessPoolExecutor(len(slots), mp_context=get_context("spawn")) as pool:
+                    futures = [pool.submit(_run_share, share, scale, runs_dir, pairs, slot)
+                               for share, slot in zip(shares, slots) if share]
+                    for future in futures:
+                        for job, run_dir in future.result():
+                            done[job] = run_dir
+                            bar.update(1)
+    return done
+
+
+def _run_share(jobs, scale, runs_dir, pairs, gpu):
+    folders = data_folders(pairs)
+    return [(job, run_job(job, scale, runs_dir, folders, gpu=gpu)) for job in jobs]
