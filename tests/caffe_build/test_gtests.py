@@ -16,6 +16,13 @@ TEST_SOURCES = ("src/gtest/gtest-all.cpp", "src/caffe/test/test_caffe_main.cpp",
                 "src/caffe/test/test_convolution_layer.cpp", "src/caffe/test/test_neuron_layer.cpp",
                 "src/caffe/test/test_eltwise_layer.cpp", "src/caffe/test/test_split_layer.cpp")
 GTEST_FILTER = "*Convolution*:*PReLU*:*Eltwise*:*Split*"
+# TestNDAgainst2D requires the N-D convolution (always im2col + GEMM: oneDNN takes
+# 2-D only) to equal the 2-D one bit for bit. That holds only when both sum in the
+# same order: on oneDNN's AVX2 kernels (AMD EPYC, 2026-12-04) the input gradients
+# differ in the 7th digit (-1.618795 vs -1.6187941). The oneDNN pass leaves it
+# out; the gemm pass, where both sides are GEMM, still runs it, and
+# tests/caffe_build/test_speed_patches.py checks oneDNN's 2-D results against numpy.
+EXACT_ACROSS_PATHS = "*TestNDAgainst2D*"
 
 
 def interface_include_dirs(prefix):
@@ -72,10 +79,15 @@ def test_caffe_gtests_of_the_patched_layers_pass(patched_source, tmp_path):
         env.update(GLOG_logtostderr="1", GLOG_minloglevel="0")
         if choice == "gemm":
             env["CAFFE_CPU_CONVOLUTION"] = "gemm"
-        run = subprocess.run([str(binary), f"--gtest_filter={GTEST_FILTER}"], cwd=root,
+        gtest_filter = GTEST_FILTER
+        if onednn and choice == "default":
+            gtest_filter += f"-{EXACT_ACROSS_PATHS}"
+        run = subprocess.run([str(binary), f"--gtest_filter={gtest_filter}"], cwd=root,
                              capture_output=True, text=True, timeout=600, env=env)
         assert run.returncode == 0, f"{choice}: {run.stdout[-3000:]}"
         passed = re.search(r"\[  PASSED  \] (\d+) tests", run.stdout)
         assert passed and int(passed.group(1)) >= 70, run.stdout[-2000:]
+        ran_exact = "RUN      ] ConvolutionLayerTest/0.TestNDAgainst2D" in run.stdout
+        assert ran_exact == (choice == "gemm" or not onednn), f"{choice}: {gtest_filter}"
         ran_onednn = "CPU convolutions run on oneDNN" in run.stderr
         assert ran_onednn == (onednn and choice == "default"), f"{choice}: {run.stderr[-1500:]}"
