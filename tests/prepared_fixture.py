@@ -17,7 +17,7 @@ class _NoBar:
         pass
 
 
-def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=24, crops=2, seed=0,
+def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=48, crops=2, seed=0,
                            dataset="tiny", official=False):
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True)

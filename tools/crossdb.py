@@ -3,7 +3,7 @@ test on others.
 
     python tools/crossdb.py --train-data data/prepared/oulu \
         --test-data data/prepared/ckplus data/prepared/mmi --net resnet --variant l2_center \
-        [--iters N] [--weights W] [--seed S] [--snapshot-every K] [--gpu ID] [--runs-dir runs]
+        [--iters N] [--weights W] [--solver-seed S] [--snapshot-every K] [--gpu ID] [--runs-dir runs]
         [--name NAME]
 
 The net is trained once on every image of the training database and tested on
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from data_prep.prepared import PreparedDataset
 from experiments.running.crossdb import print_confusions, run_crossdb
-from tools.training_args import add_training_arguments, training_options
+from tools.training_args import add_training_arguments, refused_options_exit, training_options
 
 
 def parse_args(argv=None):
@@ -35,8 +35,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    tests = run_crossdb(args.train_data, args.test_data, training_options(args), args.runs_dir,
-                        name=args.name, gpu=args.gpu)
+    with refused_options_exit():
+        tests = run_crossdb(args.train_data, args.test_data, training_options(args), args.runs_dir,
+                            name=args.name, gpu=args.gpu)
     print_confusions(tests, PreparedDataset.open(args.train_data).classes)
     return tests
 

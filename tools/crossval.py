@@ -1,7 +1,7 @@
 """Person-independent K-fold cross-validation of one net and variant.
 
     python tools/crossval.py --data data/prepared/ckplus --net resnet --variant l2_center \
-        [--folds 10] [--iters N] [--weights W] [--seed S] [--transferred-lr-mult R]
+        [--max-folds N] [--iters N] [--weights W] [--solver-seed S] [--transferred-lr-mult R]
         [--snapshot-every K] [--gpu ID] [--runs-dir runs] [--name NAME]
 
 For each fold of the prepared dataset: write that fold's nets and solver into
@@ -21,7 +21,8 @@ import argparse
 from pathlib import Path
 
 from experiments.running.crossval import print_summary, run_crossval
-from tools.training_args import add_training_arguments, training_options
+from tools.training_args import (add_renamed_argument, add_training_arguments, refused_options_exit,
+                                 training_options)
 
 
 def parse_args(argv=None):
@@ -29,8 +30,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, type=Path,
                         help="prepared dataset folder (written by data_prep/prepare.py)")
-    parser.add_argument("--folds", type=int, default=None,
-                        help="run the first N folds (default: every fold of the prepared dataset)")
+    add_renamed_argument(parser, "--max-folds", ("--folds",), type=int, default=None,
+                         help="run only the first N folds (default: every fold of the prepared dataset; "
+                              "prepare.py's --folds is how many folds the data is split into)")
     add_training_arguments(parser)
     parser.add_argument("--name", default=None,
                         help="run folder name (default: <dataset>_<net>_<variant>)")
@@ -39,8 +41,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    run_dir, summary = run_crossval(args.data, training_options(args), args.runs_dir,
-                                    folds=args.folds, name=args.name, gpu=args.gpu)
+    with refused_options_exit():
+        run_dir, summary = run_crossval(args.data, training_options(args), args.runs_dir,
+                                        max_folds=args.max_folds, name=args.name, gpu=args.gpu)
     print_summary(run_dir.name, run_dir, summary)
     return summary
 

@@ -25,6 +25,7 @@ from data_prep.lmdb_io import lmdb_record_count, read_lmdb, write_lmdb
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name, parse_key
 from experiments.running.evaluation import evaluate, net_with_test_source
+from experiments.running.options import OptionError, check_batch, check_data
 from experiments.running.run_folder import (RESULT, SUMMARY, TRAINING, crossdb_run_name, prepare_run_dir,
                                     start_fold, trained_snapshot)
 from experiments.running.training import FoldData, train_fold
@@ -111,15 +112,33 @@ def run_config(train_set, test_sets, options):
             "test_data": [str(d.root.resolve()) for d in test_sets], **options.config()}
 
 
+def check_run(train_set, test_sets, options):
+    """Refuse ``options`` on these databases before a run folder is made (OptionError)."""
+    check_data(options, train_set, flag="--train-data")
+    for test_set in test_sets:
+        check_data(options, test_set, flag="--test-data")
+        if not set(test_set.classes) & set(train_set.classes):
+            raise OptionError(f"--test-data {test_set.root}: none of its classes "
+                              f"({', '.join(test_set.classes)}) is one the training database "
+                              f"{train_set.root} has ({', '.join(train_set.classes)}), so nothing "
+                              "could be tested; choose a test database sharing its expressions")
+    folds = train_set.fold_splits()
+    # With folds, the training set is every image: fold 0's train and test parts merged.
+    records = (sum(train_set.record_count(folds[0], part) for part in ("train", "test")) if folds
+               else train_set.record_count(OFFICIAL_SPLIT, "train")
+               if OFFICIAL_SPLIT in train_set.splits() else None)
+    if records is not None:
+        check_batch(options, records, str(train_set.root))
+
+
 def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
-    """Train once on ``train_dir``, test on each of ``test_dirs``; returns {test name: result}."""
+    """Train once on ``train_dir``, test on each of ``test_dirs``; returns {test name: result}.
+
+    Options that do not fit the data raise OptionError before anything is written.
+    """
     train_set = PreparedDataset.open(train_dir)
     test_sets = [PreparedDataset.open(d) for d in test_dirs]
-    for test_set in test_sets:
-        if test_set.image_size != train_set.image_size:
-            raise SystemExit(f"error: {test_set.root} has {test_set.image_size}-pixel images but "
-                             f"{train_set.root} has {train_set.image_size}; prepare both "
-                             "with the same --size")
+    check_run(train_set, test_sets, options)
     name = name or crossdb_run_name(train_set.name, options.net, options.variant)
     run_dir = prepare_run_dir(Path(runs_dir) / name, run_config(train_set, test_sets, options))
     data_dir = run_dir / "data"

@@ -17,6 +17,7 @@ from experiments.analysis import metrics
 from experiments.reporting import plots
 from experiments.running.caffe_train import read_training_curve
 from experiments.running.evaluation import evaluate, net_with_test_source
+from experiments.running.options import OptionError, check_batch, check_data
 from experiments.running.run_folder import (PREDICTIONS, RESULT, SUMMARY, TRAIN_LOG, crossval_run_name,
                                     prepare_run_dir, start_fold)
 from experiments.running.training import FoldData, train_fold
@@ -30,17 +31,26 @@ def run_config(dataset, options):
             **options.config()}
 
 
-def chosen_splits(dataset, folds=None):
+def chosen_splits(dataset, max_folds=None):
+    """The splits a run trains: every fold (or the official split), or the first ``max_folds``."""
     splits = dataset.evaluation_splits()
     if not splits:
         raise SystemExit(f"error: {dataset.root} has no folds and no official split (its splits: "
                          f"{dataset.splits()}); prepare it with --split folds --folds K")
-    if folds is not None:
-        if not 1 <= folds <= len(splits):
-            raise SystemExit(f"error: --folds {folds}: {dataset.root} was prepared with "
-                             f"{len(splits)} fold(s)")
-        splits = splits[:folds]
+    if max_folds is not None:
+        if isinstance(max_folds, bool) or not isinstance(max_folds, int) or not 1 <= max_folds <= len(splits):
+            raise OptionError(f"--max-folds {max_folds}: {dataset.root} was prepared with "
+                              f"{len(splits)} fold(s); give a number from 1 to {len(splits)}, or leave "
+                              "--max-folds out to run them all")
+        splits = splits[:max_folds]
     return splits
+
+
+def check_run(dataset, options, splits):
+    """Refuse ``options`` on ``dataset``'s ``splits`` before a run folder is made (OptionError)."""
+    check_data(options, dataset)
+    smallest = min(splits, key=lambda split: dataset.record_count(split, "train"))
+    check_batch(options, dataset.record_count(smallest, "train"), f"{dataset.root}/{smallest}")
 
 
 def run_fold(fold_dir, dataset, split, options, gpu=None, label=""):
@@ -64,10 +74,14 @@ def run_fold(fold_dir, dataset, split, options, gpu=None, label=""):
                     dataset.num_classes, gpu=gpu, extra=extra)
 
 
-def run_crossval(data_dir, options, runs_dir, folds=None, name=None, gpu=None):
-    """Cross-validate ``options`` on the prepared dataset ``data_dir``; returns (run folder, summary)."""
+def run_crossval(data_dir, options, runs_dir, max_folds=None, name=None, gpu=None):
+    """Cross-validate ``options`` on the prepared dataset ``data_dir``; returns (run folder, summary).
+
+    Options that do not fit the data raise OptionError before anything is written.
+    """
     dataset = PreparedDataset.open(data_dir)
-    splits = chosen_splits(dataset, folds)
+    splits = chosen_splits(dataset, max_folds)
+    check_run(dataset, options, splits)
     name = name or crossval_run_name(dataset.name, options.net, options.variant)
     run_dir = prepare_run_dir(Path(runs_dir) / name, run_config(dataset, options))
     for index, split in enumerate(splits):

@@ -11,12 +11,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from google.protobuf import text_format
 from tqdm import tqdm
 
 from experiments.running.caffe_train import run_caffe_train, segment_starts, snapshot_problem
+# Re-exported: TrainingOptions lived here before experiments.running.options defined each option once.
+from experiments.running.options import TrainingOptions  # noqa: F401
 from experiments.running.run_folder import (TRAIN_LOG, TRAINING, UNPRUNED_STAGE, final_snapshot,
                                     remove_old_snapshots, set_aside_snapshot, snapshot_iterations,
                                     snapshot_prefix, solverstate_path)
@@ -28,11 +29,13 @@ from runtime.files import read_json, write_json_atomic, write_text_atomic
 # Default snapshot interval: a kill loses at most about 4 minutes at the paper's
 # solver (batch 64). CPU, measured on 2 cores (benchmarks/train.csv, patched
 # Caffe): face ResNet 4.69 s per iteration -> 50 x 4.69 s = 3.9 min; VGG-16
-# 5.88 s at batch 8, about 47 s at 64 -> 5 x 47 s = 3.9 min; toy net 10 ms ->
-# 2000 x 10 ms = 20 s (the solver's own interval). GPU: 6.6 ms per iteration
+# 5.88 s at batch 8, about 47 s at 64 -> 5 x 47 s = 3.9 min; cnn48 0.23 s (the
+# caffe tool) to 0.47 s (under pycaffe) -> 500 x 0.47 s = 3.9 min; toy net 10 ms
+# -> 2000 x 10 ms = 20 s (the solver's own interval). GPU: 6.6 ms per iteration
 # on an H200 for a net that takes 468 ms on those cores (docs/docker.md), so
-# about 66 ms for the ResNet -> 1000 x 66 ms = 66 s.
-SNAPSHOT_EVERY_CPU = {"toy": 2000, "resnet": 50, "vgg": 5}
+# about 66 ms for the ResNet -> 1000 x 66 ms = 66 s. One entry per net of
+# nets.catalog.NETS (tests check it): no net falls back to a guess.
+SNAPSHOT_EVERY_CPU = {"toy": 2000, "resnet": 50, "vgg": 5, "cnn48": 500}
 SNAPSHOT_EVERY_GPU = 1000
 # Snapshots kept while training: the newest may be cut short by a kill, the one
 # before it is then complete. A finished training keeps its final one only.
@@ -41,73 +44,7 @@ _SOLVER_SNAPSHOT_LINE = re.compile(r"^snapshot: \d+\n", re.MULTILINE)
 
 
 def default_snapshot_every(net, gpu=None):
-    return SNAPSHOT_EVERY_GPU if gpu is not None else SNAPSHOT_EVERY_CPU.get(net, 50)
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    """Net, variant and the solver settings a run is defined by (None: the paper's value).
-
-    seed: the solver's random_seed (None: nets.solvers.DEFAULT_RANDOM_SEED).
-    transferred_lr_mult: Eq. 8's mu_1 / mu_2, the lr_mult of the transferred
-    trunk MI relative to FC1 and FC2 (None: nets.catalog's 1).
-    scale: the name of the solver preset the run belongs to (tools/reproduce.py's
-    --scale; None for a run set by hand), a label recorded in config.json.
-    snapshot_every: snapshot interval in iterations (None: default_snapshot_every);
-    it does not change what is trained, so it is not part of config().
-    """
-    net: str
-    variant: str
-    iters: Optional[int] = None
-    batch_size: Optional[int] = None
-    base_lr: Optional[float] = None
-    stepsize: Optional[int] = None
-    weights: Optional[Path] = None
-    seed: Optional[int] = None
-    transferred_lr_mult: Optional[float] = None
-    center_lr_mult: Optional[float] = None
-    center_filler_std: Optional[float] = None
-    geometry: Optional[str] = None
-    scale: Optional[str] = None
-    snapshot_every: Optional[int] = None
-
-    def __post_init__(self):
-        if self.snapshot_every is not None and (isinstance(self.snapshot_every, bool)
-                                                or not isinstance(self.snapshot_every, int)
-                                                or self.snapshot_every < 1):
-            raise ValueError(f"snapshot_every must be a positive iteration count, got "
-                             f"{self.snapshot_every!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-
-    def config(self):
-        """The training settings of a run's config.json."""
-        return {"net": self.net, "variant": self.variant, "iters": self.iters,
-                "batch_size": self.batch_size, "base_lr": self.base_lr, "stepsize": self.stepsize,
-                "weights": str(Path(self.weights).resolve()) if self.weights else None,
-                "seed": self.seed, "transferred_lr_mult": self.transferred_lr_mult,
-                "center_lr_mult": self.center_lr_mult, "center_filler_std": self.center_filler_std,
-                "geometry": self.geometry, "scale": self.scale}
-
-    def solver_overrides(self):
-        overrides = {}
-        if self.iters:
-            overrides["max_iter"] = self.iters
-            # Five test-phase points on the training curves, the last at the end.
-            overrides["test_interval"] = max(1, self.iters // 5)
-        if self.base_lr:
-            overrides["base_lr"] = self.base_lr
-        if self.stepsize:
-            overrides["stepsize"] = self.stepsize
-        if self.seed is not None:
-            overrides["random_seed"] = self.seed
-        return overrides
-
-    def net_options(self):
-        """write_experiment's net options that are set (None: nets' defaults)."""
-        options = {"transferred_lr_mult": self.transferred_lr_mult, "center_lr_mult": self.center_lr_mult,
-                   "center_filler_std": self.center_filler_std, "geometry": self.geometry}
-        return {key: value for key, value in options.items() if value is not None}
+    return SNAPSHOT_EVERY_GPU if gpu is not None else SNAPSHOT_EVERY_CPU[net]
 
 
 @dataclass(frozen=True)

@@ -112,12 +112,14 @@ def test_a_run_folder_with_another_config_is_never_overwritten(finished_run, pre
     assert (run_dir / "config.json").read_text() == before
 
 
-def test_bad_inputs_give_clear_errors(tmp_path, prepared):
+def test_bad_inputs_give_clear_errors(tmp_path, prepared, capsys):
     with pytest.raises(SystemExit, match="not a prepared dataset.*data_prep/prepare.py"):
         crossval.main(["--data", str(tmp_path), "--net", "toy", "--variant", "l2"])
-    with pytest.raises(SystemExit, match=r"--folds 4: .* was prepared with 3 fold\(s\)"):
-        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2", "--folds", "4",
+    with pytest.raises(SystemExit) as refused:
+        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2", "--max-folds", "4",
                        "--runs-dir", str(tmp_path)])
+    assert refused.value.code == 2
+    assert re.search(r"--max-folds 4: .* was prepared with 3 fold\(s\)", capsys.readouterr().err)
     with pytest.raises(SystemExit):  # argparse: unknown variant
         crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l3"])
 
@@ -235,10 +237,12 @@ def test_center_options_reach_the_center_loss_layer_and_config(prepared, tmp_pat
     assert "lr_mult: 50.0" in layer and '\\"center_filler_std\\": 0.1' in layer
 
 
-def test_the_public_geometry_is_an_option_of_the_resnet_only(prepared, tmp_path):
-    with pytest.raises(SystemExit, match="public"):
-        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "softmax", "--folds", "1",
+def test_the_public_geometry_is_an_option_of_the_resnet_only(prepared, tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "softmax", "--max-folds", "1",
                        "--iters", "10", "--geometry", "public", "--runs-dir", str(tmp_path)])
+    assert refused.value.code == 2 and "--geometry public" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())             # refused before a run folder was made
 
 
 def test_a_run_folder_from_before_an_option_existed_is_reused_at_its_default(prepared, tmp_path):

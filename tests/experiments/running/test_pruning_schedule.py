@@ -81,11 +81,11 @@ def test_a_kill_in_stage_2_resumes_there_and_the_mask_comes_from_stage_1(prepare
     starts = segment_starts(stage2_log)
     assert len(starts) == 2 and starts[0] == 0 and starts[1] >= EVERY
     assert (fold / "result.json").is_file()
-    _check_mask(fold, roles("toy", num_classes=6, input_size=24).classifier_layer)
+    _check_mask(fold, roles("toy", num_classes=6, input_size=48).classifier_layer)
 
 
 def test_pruning_v_with_l1_masks_fc1_from_its_trained_weights(prepared, tmp_path):
     crossval.main(_command(prepared, tmp_path, "v_l1_cp")[2:])
     fold = tmp_path / "tiny_toy_v_l1_cp" / "fold_00"
     assert "prune_ratio\\\": 0.0" in (fold / "unpruned" / "toy_v_l1_cp_train_val.prototxt").read_text()
-    _check_mask(fold, roles("toy", num_classes=6, input_size=24).fc1_layer)
+    _check_mask(fold, roles("toy", num_classes=6, input_size=48).fc1_layer)
