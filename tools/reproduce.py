@@ -21,6 +21,7 @@ from experiments.reporting.table_report import cell_results, write_table
 from experiments.paper.tables import TABLES
 from nets.catalog import NETS, VARIANTS
 from runtime.caffe_env import REPO_ROOT
+from tools.training_args import refused_options_exit
 
 
 def _data_pair(text):
@@ -28,6 +29,12 @@ def _data_pair(text):
     if not sep or not name or not folder:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=FOLDER, e.g. fer2013=data/prepared/fer2013-112")
     return name, Path(folder).expanduser()
+
+
+def _positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 1")
+    return int(text)
 
 
 def parse_args(argv=None):
@@ -39,7 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--scale", choices=sorted(reproduce.SCALES), default="paper",
                         help="solver preset: " + "; ".join(f"{s.name}: {s.note}"
                                                            for s in reproduce.SCALES.values()))
-    parser.add_argument("--seeds", type=int, default=1, help="runs per cell, seeds 1..N (default 1)")
+    parser.add_argument("--seeds", type=_positive, default=1,
+                        help="runs per cell, solver seeds 1..N (default 1)")
     parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=None,
                         help="run the table with these nets instead of its own (e.g. cnn48 on a CPU)")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None,
@@ -48,7 +56,7 @@ def parse_args(argv=None):
                         help="where run folders go (default <repo>/runs/reproduce)")
     parser.add_argument("--out", type=Path, default=None, help="where the table goes")
     parallel = parser.add_mutually_exclusive_group()
-    parallel.add_argument("--jobs", type=int, default=1, help="runs side by side on the CPU")
+    parallel.add_argument("--jobs", type=_positive, default=1, help="runs side by side on the CPU")
     parallel.add_argument("--gpus", default=None, help="comma-separated GPU ids, one caffe train on each")
     parallel.add_argument("--cluster", choices=("slurm", "local"), default=None,
                           help="submit the runs with submitit (local: its local executor)")
@@ -68,6 +76,11 @@ def cluster_executor(kind, folder):
 
 def main(argv=None):
     args = parse_args(argv)
+    with refused_options_exit():
+        return _reproduce(args)
+
+
+def _reproduce(args):
     table = TABLES[args.table]
     scale = reproduce.SCALES[args.scale]
     cells = reproduce.select_cells(table, args.nets, args.variants)
@@ -90,6 +103,7 @@ def main(argv=None):
     if missing:
         raise SystemExit(f"error: table {table.number} needs prepared datasets for {', '.join(missing)}; "
                          "pass --data NAME=FOLDER for each (prepare them with data_prep/prepare.py)")
+    reproduce.check_jobs(jobs, scale, folders)
     executor = cluster_executor(args.cluster, args.cluster_folder or args.runs_dir / "submitit") \
         if args.cluster else None
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None

@@ -19,11 +19,11 @@ from typing import Optional
 from tqdm import tqdm
 
 from data_prep.prepared import PreparedDataset
-from experiments.running.crossdb import run_crossdb
-from experiments.running.crossval import run_crossval
+from experiments.running.crossdb import check_run as check_crossdb_run, run_crossdb
+from experiments.running.crossval import chosen_splits, check_run as check_crossval_run, run_crossval
+from experiments.running.options import OptionError, TrainingOptions, option_specs
 from experiments.running.run_folder import read_summary, trained_snapshot
 from experiments.paper.tables import DATABASES
-from experiments.running.training import TrainingOptions
 from nets.catalog import NETS
 
 
@@ -104,28 +104,49 @@ def jobs_for(cells, seeds):
 
 
 def data_folders(pairs):
-    """{name: [PreparedDataset, ...]} from NAME=FOLDER pairs (a name may have folders of several sizes)."""
+    """{name: [PreparedDataset, ...]} from NAME=FOLDER pairs (a name may have folders of several sizes).
+
+    NAME must be one of the paper's databases and the folder's manifest must say it
+    holds that database (a table's cell would otherwise stand beside another
+    database's paper number); else OptionError.
+    """
     folders = {}
     for name, folder in pairs:
-        folders.setdefault(name, []).append(PreparedDataset.open(folder))
+        if name not in DATABASES:
+            raise OptionError(f"--data {name}={folder}: {name!r} is not one of the paper's databases; "
+                              f"name it {', '.join(DATABASES)}")
+        dataset = PreparedDataset.open(folder)
+        if dataset.name != name:
+            raise OptionError(f"--data {name}={folder}: that folder holds the {dataset.name} database "
+                              f"(its manifest.json), not {name}; pass --data {dataset.name}={folder}, "
+                              f"or a folder prepared with --dataset {name}")
+        folders.setdefault(name, []).append(dataset)
     return folders
 
 
 def dataset_for(folders, name, net):
-    """The prepared folder of database ``name`` for ``net``: the only one given, else the one at the
-    net's input size (the nets are generated at the prepared size, so one folder serves any net)."""
-    given = folders.get(name, [])
+    """The prepared folder of database ``name`` at ``net``'s input size (OptionError if none)."""
     size = NETS[net].input_size
-    if len(given) == 1:
-        return given[0]
-    for dataset in given:
+    for dataset in folders.get(name, []):
         if dataset.image_size == size:
             return dataset
     have = ", ".join(f"{d.root} ({d.image_size} px)" for d in folders.get(name, [])) or "none"
-    raise SystemExit(
-        f"error: the {net} net needs {name} prepared at {size}x{size}; given: {have}. Prepare it with "
-        f"`python data_prep/prepare.py --dataset {name} --root ... --size {size} "
-        f"--out data/prepared/{name}-{size}` and pass --data {name}=data/prepared/{name}-{size}")
+    raise OptionError(
+        f"the {net} net needs {name} prepared at {size}x{size} (the stored size must equal the net's "
+        f"input); given: {have}. Prepare it with `python data_prep/prepare.py --dataset {name} --root ... "
+        f"--size {size} --out data/prepared/{name}-{size}` and pass --data {name}=data/prepared/{name}-{size}")
+
+
+def check_jobs(jobs, scale, folders):
+    """Refuse, before any run starts, a job whose data or options do not fit (OptionError)."""
+    for job in jobs:
+        options = options_for(job, scale)
+        train_set = dataset_for(folders, job.data, job.net)
+        if job.kind == "crossdb":
+            tests = [dataset_for(folders, d, job.net) for d in DATABASES if d != job.data]
+            check_crossdb_run(train_set, tests, options)
+        else:
+            check_crossval_run(train_set, options, chosen_splits(train_set))
 
 
 def options_for(job, scale, weights=None):
@@ -138,18 +159,19 @@ def job_command(job, scale, runs_dir, folders):
     def folder(name):
         try:
             return str(dataset_for(folders, name, job.net).root)
-        except SystemExit:
+        except OptionError:
             return f"<{name} at {NETS[job.net].input_size} px>"
-    common = [f"--net {job.net}", f"--variant {job.variant}", f"--seed {job.seed}",
-              f"--scale {scale.name}", f"--runs-dir {shlex.quote(str(runs_dir))}",
+    flag = {name: spec.flag for name, spec in option_specs().items()}
+    common = [f"{flag['net']} {job.net}", f"{flag['variant']} {job.variant}", f"{flag['seed']} {job.seed}",
+              f"{flag['scale']} {scale.name}", f"--runs-dir {shlex.quote(str(runs_dir))}",
               f"--name {job.run_name(scale.name)}"]
     if scale.iters:
-        common.append(f"--iters {scale.iters} --stepsize {scale.stepsize}")
+        common.append(f"{flag['iters']} {scale.iters} {flag['stepsize']} {scale.stepsize}")
     if scale.batch_size:
-        common.append(f"--batch-size {scale.batch_size}")
+        common.append(f"{flag['batch_size']} {scale.batch_size}")
     if job.parent():
-        common.append(f"--weights {runs_dir}/{job.parent().run_name(scale.name)}/official/snapshot_iter_N"
-                      ".caffemodel")
+        common.append(f"{flag['weights']} {runs_dir}/{job.parent().run_name(scale.name)}/official/"
+                      "snapshot_iter_N.caffemodel")
     if job.kind == "crossdb":
         tests = " ".join(folder(d) for d in DATABASES if d != job.data)
         return f"python tools/crossdb.py --train-data {folder(job.data)} --test-data {tests} " + " ".join(common)
