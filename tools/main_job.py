@@ -14,14 +14,18 @@ from pathlib import Path
 
 from experiments.running.main_job import MainJob, run_main_job
 from inference.report_example import predict_example_markdown, write_example_faces
+from experiments.running.options import TrainingOptions
 from runtime.caffe_env import REPO_ROOT
+from tools.training_args import refused_options_exit
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "main",
                         help="folder for the prepared data, the runs and the report (default runs/main)")
-    parser.add_argument("--folds", type=int, default=3, help="person-independent folds (default 3)")
+    parser.add_argument("--folds", type=int, default=3,
+                        help="person-independent folds the synthetic data is split into (default 3), "
+                             "as data_prep/prepare.py's --folds")
     parser.add_argument("--subjects", type=int, default=10, help="synthetic subjects (default 10)")
     parser.add_argument("--images", type=int, default=8,
                         help="synthetic images per subject and expression (default 8)")
@@ -38,6 +42,10 @@ def predict_example(run_dirs, out):
 
 def main(argv=None):
     args = parse_args(argv)
+    with refused_options_exit():
+        # Every variant's options checked before the dataset is prepared.
+        for variant in args.variants:
+            TrainingOptions(net="toy", variant=variant, iters=args.iters, batch_size=args.batch_size)
     return run_main_job(MainJob(out=args.out, folds=args.folds, subjects=args.subjects,
                                 images=args.images, iters=args.iters, batch_size=args.batch_size,
                                 variants=tuple(args.variants)),

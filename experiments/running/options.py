@@ -89,7 +89,7 @@ class TrainingOptions:
         lambda v: Path(v).is_file(), "an existing .caffemodel file")
     seed: Optional[int] = _option(
         "--solver-seed", "the solver's random_seed (default: the solver's 2019); recorded in config.json "
-        "as seed, one run folder per seed (prepare.py's --split-seed splits the folds)", int,
+        "as seed, one run folder per seed (the folds' split has its own seed, data_prep/prepare.py's)", int,
         _not_negative, "an integer >= 0 (Caffe takes a negative random_seed as 'unseeded')",
         renamed_from=("--seed",))
     transferred_lr_mult: Optional[float] = _option(

@@ -200,3 +200,11 @@ def test_a_refusal_is_a_typed_error_in_the_library():
         TrainingOptions(net="lenet", variant="l2")
     assert issubclass(OptionError, ValueError)
     assert not Path(__file__).with_name("runs").exists()
+
+
+def test_the_main_job_refuses_bad_options_before_preparing_anything(tmp_path, capsys):
+    from tools import main_job
+    with pytest.raises(SystemExit) as exit_info:
+        main_job.main(["--out", str(tmp_path / "main"), "--iters", "0"])
+    assert exit_info.value.code == 2 and "--iters 0" in capsys.readouterr().err
+    assert not (tmp_path / "main").exists()
