@@ -23,6 +23,7 @@ from nets.build import DEFAULT_BATCH_SIZE
 from nets.catalog import NETS, VARIANTS
 from runtime.files import read_json
 
+
 class OptionError(ValueError):
     """A training option, or an option against the data, that is refused before any work starts."""
 
@@ -117,6 +118,8 @@ class TrainingOptions:
 
     def __post_init__(self):
         for name, spec in option_specs().items():
+            if spec.kind is Path and isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
             _check_value(spec, getattr(self, name))
         if self.geometry == "public" and self.net != "resnet":
             raise OptionError(f"--geometry public is the face ResNet's 112x96 input; the {self.net} "

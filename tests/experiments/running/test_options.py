@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.prepared import PreparedDataset
+from experiments.running.crossval import run_config
 from experiments.running.options import OptionError, TrainingOptions, option_specs
 from experiments.running.training import SNAPSHOT_EVERY_CPU, default_snapshot_every
 from nets.catalog import NETS
@@ -86,8 +88,6 @@ def test_a_real_run_is_re_created_from_its_own_folder(prepared, tmp_path):
     assert options == TrainingOptions(net="toy", variant="softmax", iters=10, batch_size=16,
                                       base_lr=0.02, seed=3)
     # The same options on the same data give the same config: the run is reused, not refused.
-    from experiments.running.crossval import run_config
-    from data_prep.prepared import PreparedDataset
     assert run_config(PreparedDataset.open(prepared), options) == written
 
 
