@@ -21,8 +21,8 @@ import argparse
 from pathlib import Path
 
 from experiments.running.crossval import print_summary, run_crossval
-from tools.training_args import (add_renamed_argument, add_training_arguments, refused_options_exit,
-                                 training_options)
+from tools.renamed_flags import add_renamed_argument
+from tools.training_args import add_training_arguments, refused_options_exit, training_options
 
 
 def parse_args(argv=None):

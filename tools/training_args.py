@@ -2,37 +2,16 @@
 tools' handling of a refused option.
 
 Each flag, its help, type and choices come from the option's own definition;
-an old spelling of a renamed flag still works and prints what replaced it.
+an old spelling of a renamed flag still works and prints what replaced it
+(tools/renamed_flags.py).
 """
-import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from experiments.running.options import OptionError, TrainingOptions, option_specs
 from runtime.caffe_env import REPO_ROOT
-
-
-class RenamedFlag(argparse.Action):
-    """Store the value; given under an old name, say on stderr which flag replaced it."""
-
-    def __init__(self, option_strings, dest, current=None, **kwargs):
-        super().__init__(option_strings, dest, **kwargs)
-        self.current = current
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if option_string != self.current:
-            print(f"warning: {option_string} is now {self.current}; the old name will go",
-                  file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def add_renamed_argument(parser, flag, renamed_from, **kwargs):
-    """``parser.add_argument(flag, ...)`` that also accepts the old spellings ``renamed_from``."""
-    if not renamed_from:
-        return parser.add_argument(flag, **kwargs)
-    kwargs["help"] = f"{kwargs.get('help', '')} (formerly {', '.join(renamed_from)})"
-    return parser.add_argument(flag, *renamed_from, action=RenamedFlag, current=flag, **kwargs)
+from tools.renamed_flags import add_renamed_argument
 
 
 def add_training_arguments(parser):
