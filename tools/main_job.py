@@ -13,8 +13,8 @@ import argparse
 from pathlib import Path
 
 from experiments.running.main_job import MainJob, run_main_job
-from inference.report_example import predict_example_markdown, write_example_faces
 from experiments.running.options import TrainingOptions
+from inference.report_example import predict_example_markdown, write_example_faces
 from runtime.caffe_env import REPO_ROOT
 from tools.training_args import refused_options_exit
 
