@@ -20,10 +20,20 @@ L2NORM_ADAPTIVE_INIT = 1.0  # geometric mean of the paper's two fixed alphas (2,
 TRANSFERRED_LR_MULT = 1.0
 # Center loss: the centers' lr_mult, so their update rate is alpha = lr * this
 # (Wen et al.'s released solver files: lr_mult 1, centers follow the solver's
-# rate; their paper reports alpha = 0.5, i.e. 50 at base_lr 0.01), and the
-# std of their gaussian initialisation (0 = all zeros, as Wen et al.'s layer).
+# rate; their paper reports alpha = 0.5, i.e. 50 at base_lr 0.01); their
+# initialisation and weight decay as in Wen et al.'s released face-model
+# configuration (center_filler xavier, decay_mult 2); "zeros" (their layer's
+# own default) and "gaussian" (with CENTER_FILLER_STD) are options.
 CENTER_LR_MULT = 1.0
+CENTER_FILLER = "xavier"
 CENTER_FILLER_STD = 0.0
+CENTER_DECAY_MULT = 2.0
+# How the feature-sparseness term is normalised over the batch (docs/layers.md,
+# "Normalisation"): "batch" divides the summed penalty by N, as Caffe's
+# SoftmaxWithLoss divides the data term; "sum" keeps Eq. 4's plain sum over the
+# batch (the reading in which the authors' lambda acted N times as strongly).
+SPARSENESS_NORMALIZATIONS = ("batch", "sum")
+SPARSENESS_NORMALIZATION = "batch"
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,9 @@ def test_variant_losses_and_penalties(committed, net, variant):
             ("caffe_layers.center_loss", "CenterLoss")
         assert list(layer.bottom) == [x, "label"]
         assert python_params(layer)["num_classes"] == roles["classes"]
-        assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 0)]
+        # Wen et al.'s released face-model configuration: xavier centers, decay_mult 2.
+        assert python_params(layer)["center_filler"] == "xavier"
+        assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 2)]
 
     # Dropout 0.5 on the inputs of the last two FC layers; losses see the undropped x.
     dropouts = [layer for layer in train_val.layer if layer.type == "Dropout"]
