@@ -22,7 +22,7 @@ def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=24
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True)
     band = size // len(CLASSES)
-    store, labels, item_subjects = [], [], []
+    store, labels, item_subjects, sequences = [], [], [], []
     for subject in range(subjects):
         for label in range(len(CLASSES)):
             for _ in range(images_per_class):
@@ -31,6 +31,8 @@ def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=24
                 store.append(image_crops.astype(np.uint8))
                 labels.append(label)
                 item_subjects.append(f"S{subject:03d}")
+                # A subject's images of one class are one recorded sequence (one decision unit).
+                sequences.append(f"S{subject:03d}_{label:03d}")
     store = np.stack(store)
     sources = [f"image{i}.png" for i in range(len(labels))]
     subject_number = [int(s[1:]) for s in item_subjects]
@@ -50,8 +52,9 @@ def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=24
                                 _NoBar())
               for number, (name, split) in enumerate(partitions)}
     (out / ITEMS).write_text(json.dumps([
-        {"source": source, "label": label, "subject": subject}
-        for source, label, subject in zip(sources, labels, item_subjects)]))
+        {"item": item, "source": source, "label": label, "subject": subject, "sequence": sequence}
+        for item, (source, label, subject, sequence)
+        in enumerate(zip(sources, labels, item_subjects, sequences))]))
     (out / MANIFEST).write_text(json.dumps({
         "dataset": dataset, "classes": list(CLASSES), "num_classes": len(CLASSES),
         "image_size": size, "channels": 1, "crops": crops, "seed": seed, "splits": splits}))

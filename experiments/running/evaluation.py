@@ -108,10 +108,25 @@ def predict_items(keys, probabilities, labels):
     return {int(item): (mean, int(label)) for item, mean, label in zip(unique, means, first_labels)}
 
 
-def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None, extra=None):
+def unit_result(predictions, num_classes):
+    """result.json's unit-level figures from predictions that carry a ``unit``."""
+    _, labels, _, decisions = metrics.decide_units([p["unit"] for p in predictions],
+                                                   [p["label"] for p in predictions],
+                                                   [p["probabilities"] for p in predictions])
+    cm = metrics.confusion_matrix(labels, decisions, num_classes)
+    return {"test_units": int(len(labels)), "unit_accuracy": metrics.accuracy(cm),
+            "unit_confusion": cm.tolist()}
+
+
+def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None, extra=None,
+             units=None):
     """Test ``snapshot`` on the TEST LMDB of ``net_path``; writes predictions.json, result.json.
 
     An image's prediction is the arg-max of the mean softmax over its crops.
+    ``units`` ({item: unit name}, data_prep.prepared.PreparedDataset.decision_units)
+    adds one decision per unit -- the arg-max of the mean over its images -- as
+    result.json's ``unit_accuracy``, ``unit_confusion`` and ``test_units``, and
+    each prediction's ``unit``.
     """
     keys, probabilities, labels = predict_records(net_path, snapshot, gpu=gpu)
     per_item = predict_items(keys, probabilities, labels)
@@ -125,6 +140,8 @@ def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None
         predictions.append({"item": item, "label": label, "subject": entry["subject"],
                             "source": entry["source"], "probabilities": mean_probs.tolist(),
                             "prediction": int(np.argmax(mean_probs))})
+        if units is not None:
+            predictions[-1]["unit"] = units[item]
     if len(predictions) != len(test_items):
         raise SystemExit(f"error: the test LMDB holds {len(predictions)} images but "
                          f"{test_items_path} lists {len(test_items)}; the prepared dataset is "
@@ -135,5 +152,7 @@ def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None
     result = metrics.summary(cm)
     result.update({"test_images": len(predictions), "test_records": len(keys),
                    "snapshot": Path(snapshot).name, **(extra or {})})
+    if units is not None:
+        result.update(unit_result(predictions, num_classes))
     write_json_atomic(Path(out_dir) / RESULT, result)
     return result

@@ -1,6 +1,7 @@
 """The denominator search behind the FER2013 cross-database test set (issue 22, item 4)."""
 import pytest
 
+from experiments.paper.paper_results import TABLE7
 from experiments.paper.denominators import (FER2013_CLASS_COUNTS, READINGS, fer2013_cells,
                                             fer2013_denominator_search, fits,
                                             sets_fitting_every_cell, smallest_denominator_fitting)
@@ -51,3 +52,13 @@ def test_every_test_set_above_a_few_thousand_images_would_fit():
     assert all(brute_force_fits(p, smallest) for p in percents)
     assert not any(all(brute_force_fits(p, n) for p in percents) for n in range(1, smallest))
     assert smallest < 3589 * 2 < 35887
+
+
+def test_table7_is_scored_in_units_not_frames():
+    # CK+'s seven Table 7 figures are k / 415 units (and so k / 1,245 frames), never k / 1,033;
+    # Oulu-CASIA's are k / 480 sequences (docs/recipe.md, the CK+ protocol).
+    ckplus = [row["ckplus"] for row in TABLE7.values()]
+    oulu = [row["oulu"] for row in TABLE7.values()]
+    assert len(ckplus) == 7 and all(fits(v, 415) for v in ckplus)
+    assert not any(fits(v, 1033) for v in ckplus)
+    assert all(fits(v, 480) for v in oulu)

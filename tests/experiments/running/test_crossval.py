@@ -65,6 +65,32 @@ def test_accuracy_equals_what_the_saved_predictions_give(finished_run):
     assert summary["pooled"]["confusion"] == pooled.tolist()
 
 
+def test_unit_decisions_pool_over_every_fold(finished_run, prepared):
+    # One decision per unit (a subject's images of one class, the fixture's "sequence"):
+    # the mean of its images' probabilities; the pooled figure counts every fold's
+    # decisions together, as the paper's k / 415 CK+ figures do (issue 22, item 3).
+    run_dir, summary = finished_run
+    correct = total = 0
+    fold_accuracies = []
+    for fold in summary["folds"]:
+        by_unit = {}
+        for p in json.loads((run_dir / fold / "predictions.json").read_text()):
+            by_unit.setdefault(p["unit"], []).append(p)
+        hits = sum(int(np.argmax(np.mean([p["probabilities"] for p in members], axis=0)))
+                   == members[0]["label"] for members in by_unit.values())
+        result = json.loads((run_dir / fold / "result.json").read_text())
+        assert result["test_units"] == len(by_unit) == 2 * 6   # 2 subjects x 6 classes a fold
+        assert result["unit_accuracy"] == pytest.approx(hits / len(by_unit))
+        fold_accuracies.append(hits / len(by_unit))
+        correct, total = correct + hits, total + len(by_unit)
+    units = summary["units"]
+    assert units["count"] == total == 36
+    assert units["pooled_accuracy"] == pytest.approx(correct / total)
+    assert units["mean_accuracy"] == pytest.approx(np.mean(fold_accuracies))
+    assert summary["pooled_accuracy"] == pytest.approx(
+        np.trace(summary["pooled"]["confusion"]) / np.sum(summary["pooled"]["confusion"]))
+
+
 def test_the_toy_net_learns_the_tiny_dataset(finished_run):
     _, summary = finished_run
     assert summary["mean_accuracy"] > 0.6  # chance is 1/6
