@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.caffe_env import REPO_ROOT
-from tests.prepared_fixture import build_prepared_dataset
+from tests.prepared_fixture import SEVEN_CLASSES, build_prepared_dataset
 from experiments.analysis import metrics
 from experiments.reporting import report
 from tools import crossdb, crossval
@@ -191,6 +191,28 @@ def test_an_official_split_trains_watches_validation_and_tests_once(tmp_path):
 def fer2013(tmp_path_factory):
     return build_prepared_dataset(tmp_path_factory.mktemp("fer") / "fer", official=True,
                                   dataset="fer2013")
+
+
+def test_crossdb_scores_a_seven_class_model_over_the_test_databases_six(tmp_path):
+    # A model that can answer neutral, tested on a six-class database: its arg-max is taken
+    # over the six classes that database has, so no neutral answer counts as an error
+    # (issue 22, item 4). The decision per unit is scored the same way.
+    seven = build_prepared_dataset(tmp_path / "seven", official=True, dataset="fer2013",
+                                   classes=SEVEN_CLASSES)
+    six = build_prepared_dataset(tmp_path / "six", dataset="tiny")
+    crossdb.main(["--train-data", str(seven), "--test-data", str(six), "--net", "toy",
+                  "--variant", "softmax", "--runs-dir", str(tmp_path / "runs"), "--iters", "10",
+                  "--batch-size", "16"])
+    test_dir = tmp_path / "runs" / "crossdb_fer2013_toy_softmax" / "test_tiny"
+    result = json.loads((test_dir / "result.json").read_text())
+    predictions = json.loads((test_dir / "predictions.json").read_text())
+    assert result["scored_classes"] == [0, 1, 2, 3, 4, 5]
+    for p in predictions:
+        assert len(p["probabilities"]) == 7
+        assert p["prediction"] == int(np.argmax(p["probabilities"][:6]))
+    correct = sum(p["prediction"] == p["label"] for p in predictions)
+    assert result["accuracy"] == pytest.approx(correct / len(predictions))
+    assert result["test_units"] == 6 * 6
 
 
 def _printed_confusion(out, dataset):
