@@ -204,7 +204,10 @@ def _build(net, variant_name, num_classes, input_size, data, label, options):
     if variant.l2norm is not None:
         classifier_input = _l2_normalize(n, f"{x_blob}_norm", x, variant.l2norm)
     classifier = _classifier_name(trunk, num_classes)
-    logits = _fc(n, classifier, classifier_input, num_classes, variant, "W", options)
+    if variant.normalized_classifier:
+        logits = blocks.normalized_inner_product(n, classifier, classifier_input, num_classes)
+    else:
+        logits = _fc(n, classifier, classifier_input, num_classes, variant, "W", options)
 
     n.loss = L.SoftmaxWithLoss(logits, n.label)
     n.accuracy = L.Accuracy(logits, n.label, include={"phase": blocks.TEST})

@@ -110,6 +110,7 @@ class Variant:
     weight_l2: frozenset = frozenset()    # subset of {"V", "W"}
     pruning: Pruning = None
     l2norm: L2Norm = None
+    normalized_classifier: bool = False   # NormFace: the classifier's weights normalised too
     dropout: bool = False
     center: bool = False
 
@@ -160,6 +161,11 @@ VARIANTS = {
     "l2norm_adaptive": _v("L2 feature normalisation of x, alpha learned (self-adaptive), "
                           f"initial {L2NORM_ADAPTIVE_INIT}", [
         "Fig. 9 L2-norm self-adaptive"], l2norm=L2Norm(L2NORM_ADAPTIVE_INIT, learn=True)),
+    "l2norm_normface": _v("NormFace's form of the self-adaptive L2-norm: x normalised with a learned "
+                          f"scale (initial {L2NORM_ADAPTIVE_INIT}) and the classifier's weights "
+                          "normalised, no bias (Wang et al. 2017)", [
+        "Fig. 9 L2-norm self-adaptive, NormFace's form (not in the paper)"],
+        l2norm=L2Norm(L2NORM_ADAPTIVE_INIT, learn=True), normalized_classifier=True),
     "dropout": _v("dropout 0.5 on z and x", ["Table 6 row 2"], dropout=True),
     "center": _v("center loss on x, lambda_C = 8e-3", [
         "Table 6 row 6", "Table 7 Center"], center=True),
