@@ -2,17 +2,21 @@
 import numpy as np
 
 from caffe_layers import functional
-from caffe_layers.params import (LayerInputError, Param, check_counts, check_finite, describe,
-                                 parse_params)
+from caffe_layers.params import (LayerInputError, LayerParamError, Param, check_counts, check_finite,
+                                 describe, parse_params)
 from runtime.caffe_env import import_caffe
 
 caffe = import_caffe()
 
+CENTER_FILLERS = ("zeros", "gaussian", "xavier")
+
 SCHEMA = {
     "num_classes": Param("int", allowed="a positive integer", valid=lambda v: v > 0),
+    "center_filler": Param("str", None, '"zeros", "gaussian" or "xavier"',
+                           lambda v: v in CENTER_FILLERS),
     "center_filler_std": Param("float", 0.0, "a non-negative number (0 = zeros)",
                                lambda v: v >= 0),
-    "seed": Param("int", 0, "an integer seed for the gaussian center filler"),
+    "seed": Param("int", 0, "an integer seed for the gaussian or xavier center filler"),
 }
 
 
@@ -24,9 +28,12 @@ class CenterLoss(caffe.Layer):
     shape (num_classes, D), saved in the .caffemodel and restored from it.
     param_str (JSON):
       "num_classes": required.
-      "center_filler_std": 0 (default) starts the centers at zero; > 0 draws
-        them from N(0, std^2).
-      "seed": seed of that gaussian draw (default 0).
+      "center_filler": "zeros", "gaussian" (N(0, center_filler_std^2)) or
+        "xavier" (Caffe's xavier filler, U(-a, a), a = sqrt(3 / D): the filler
+        of Wen et al.'s released face-model configuration). Left out: "gaussian"
+        when center_filler_std > 0, else "zeros".
+      "center_filler_std": the gaussian's std (default 0).
+      "seed": seed of the gaussian or xavier draw (default 0).
       "name": the prototxt layer name, for error messages (optional).
     Backward: dL/dx_i = top_diff * (x_i - c_{y_i}) / N; no gradient to the
     labels (their diff is set to 0). The centers' diff gets Wen et al.'s
@@ -47,9 +54,16 @@ class CenterLoss(caffe.Layer):
         self._labels_now = self._residuals = None  # kept from forward for backward
         self.blobs.add_blob(self.params.num_classes, dim)
         std = self.params.center_filler_std
-        if std > 0:
-            self.blobs[0].data[...] = np.random.default_rng(self.params.seed).normal(
-                0.0, std, size=self.blobs[0].data.shape)
+        filler = self.params.center_filler or ("gaussian" if std > 0 else "zeros")
+        if filler == "gaussian" and std <= 0:
+            raise LayerParamError(f"{describe(self)}: center_filler \"gaussian\" needs "
+                                  f"center_filler_std > 0; give one or choose \"zeros\"")
+        rng = np.random.default_rng(self.params.seed)
+        shape = self.blobs[0].data.shape
+        if filler == "gaussian":
+            self.blobs[0].data[...] = rng.normal(0.0, std, size=shape)
+        elif filler == "xavier":
+            self.blobs[0].data[...] = functional.xavier_uniform(shape, rng)
         else:
             self.blobs[0].data[...] = 0.0
 

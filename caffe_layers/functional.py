@@ -140,3 +140,23 @@ def xavier_uniform(shape, rng):
     fan_in = int(np.prod(shape[1:]))
     scale = np.sqrt(3.0 / fan_in)
     return rng.uniform(-scale, scale, size=shape)
+
+
+# --- NormFace's classifier (Wang et al. 2017): cosine of x and each class's weights --------
+
+def normalized_rows(weights, eps):
+    """(W_j / r_j, r_j as (K, 1)) with r_j = sqrt(||W_j||^2 + eps)."""
+    norms = np.sqrt(np.einsum("kd,kd->k", weights, weights, dtype=np.float64) + eps)[:, np.newaxis]
+    return (weights / norms).astype(weights.dtype), norms.astype(weights.dtype)
+
+
+def normalized_inner_product_backward(inputs, unit_weights, norms, top_diff):
+    """Gradients of y = x Wn^T, Wn_j = W_j / r_j: (dL/dx (N, D), dL/dW (K, D)).
+
+    dL/dx = g Wn; with G = g^T x (the gradient w.r.t. Wn), dL/dW_j = (G_j - Wn_j (Wn_j . G_j)) / r_j.
+    """
+    bottom_diff = top_diff @ unit_weights
+    along_rows = top_diff.T @ inputs
+    radial = np.einsum("kd,kd->k", unit_weights, along_rows)[:, np.newaxis]
+    weight_diff = (along_rows - unit_weights * radial) / norms
+    return bottom_diff, weight_diff

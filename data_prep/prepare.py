@@ -108,6 +108,9 @@ def build_parser():
     db.add_argument("--ckplus-neutral", choices=NEUTRAL_MODES, help="ckplus: neutral images = the first frame "
                     "of each subject's first labelled sequence (subject, the default: the paper's 106), of "
                     "each labelled sequence (sequence: 309), or none")
+    db.add_argument("--ckplus-neutral-frames", type=int, help="ckplus: frames in each neutral unit, the "
+                    "first of its sequence (default 3: the paper's 415 units x 3 frames; 1: one neutral image "
+                    "per unit, 1,033 images)")
     db.add_argument("--peak-frames", type=int, help="ckplus/oulu: last frames of a sequence used (default 3)")
     db.add_argument("--oulu-camera", choices=sorted(CAMERAS), help="oulu: NIR (default) or VIS")
     db.add_argument("--oulu-light", choices=LIGHTS, help="oulu: Strong (default), Weak or Dark")

@@ -9,6 +9,12 @@
     <root>/<split>/val_lmdb            as test_lmdb, where the dataset has a validation set
     <root>/<split>/{test,val}_items.json  [{"item", "keys", "label", "subject", "source"}, ...]
 
+A decision unit is the set of items that gets one decision at test time: the
+items sharing a ``sequence`` and a ``label`` in items.json (a CK+ sequence's
+peak frames, one CK+ neutral unit's onset frames, an Oulu-CASIA or MMI
+sequence's peak frames; an image alone where the database has no sequences).
+``PreparedDataset.decision_units`` maps items to their units.
+
 ``<split>`` is ``fold_00`` ... for K-fold person-independent CV, or ``official``
 (FER2013's Training / PublicTest / PrivateTest). data_prep.writer writes splits
 through the names defined here; every reader goes through ``PreparedDataset``.
@@ -139,6 +145,11 @@ class PreparedDataset:
     def items(self, split, part):
         """The ``{part}_items.json`` entries of ``split`` (test and val parts)."""
         return read_json(self.items_path(split, part))
+
+    def decision_units(self):
+        """{item number: unit name} for every prepared item: "<sequence>|<label>" (module docstring)."""
+        return {int(entry["item"]): f"{entry['sequence']}|{entry['label']}"
+                for entry in read_json(self.root / ITEMS)}
 
     def _split(self, split):
         try:

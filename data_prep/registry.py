@@ -5,8 +5,10 @@ it dispatches to and the names reports print all come from DATASETS. Adding a
 database = writing its reader (data_prep/readers/) and one entry here.
 
 Crops: the paper's augmented counts give 16 per Oulu-CASIA image (23,040 /
-1,440) and 25 per MMI image (15,375 / 615); CK+'s figures do not divide
-evenly, 16 is used. FER2013 is not aligned in the paper (its 48x48 faces come
+1,440) and 25 per MMI image (15,375 / 615); CK+'s 22,410 are 415 decision
+units x 3 frames x 18 crops (docs/recipe.md), so 18 with three frames per
+neutral unit (--ckplus-neutral-frames; 1 frame and 16 crops were the default
+before 2026-12-04). FER2013 is not aligned in the paper (its 48x48 faces come
 pre-cropped) and keeps its known duplicate images so that its official counts
 stay 28,709/3,589/3,589.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from data_prep.labels import class_names
-from data_prep.readers.ckplus import NEUTRAL_DEFAULT, read_ckplus, read_ckplus48
+from data_prep.readers.ckplus import NEUTRAL_DEFAULT, NEUTRAL_FRAMES_DEFAULT, read_ckplus, read_ckplus48
 from data_prep.readers.fer2013 import read_fer2013
 from data_prep.readers.index_csv import mmi_check_text, read_csv_dataset, read_mmi
 from data_prep.readers.oulu import read_oulu
@@ -67,7 +69,8 @@ class Dataset:
 
 
 def _read_ckplus(root, options):
-    return read_ckplus(root, options.keep_contempt, options.ckplus_neutral, options.peak_frames)
+    return read_ckplus(root, options.keep_contempt, options.ckplus_neutral, options.peak_frames,
+                       options.ckplus_neutral_frames)
 
 
 def _read_ckplus48(root, options):
@@ -110,14 +113,15 @@ def _read_synthetic(root, options):
     return result
 
 
-_CKPLUS_OPTIONS = {"keep_contempt": False, "ckplus_neutral": NEUTRAL_DEFAULT, "peak_frames": 3}
+_CKPLUS_OPTIONS = {"keep_contempt": False, "ckplus_neutral": NEUTRAL_DEFAULT,
+                   "ckplus_neutral_frames": NEUTRAL_FRAMES_DEFAULT, "peak_frames": 3}
 _ENTRIES = (
     Dataset("fer2013", "FER2013", "fer2013.csv (emotion,pixels,Usage) or the image-folder export "
             "train/<class>/Training_* and test/<class>/{PublicTest,PrivateTest}_*",
             _read_fer2013, split="official", folds=None, crops=1, classes=class_names(7), align="none",
             duplicates="keep", subjects=False),
     Dataset("ckplus", "CK+", "CK+ as distributed: cohn-kanade-images/Sxxx/nnn/ and Emotion/",
-            _read_ckplus, split="folds", folds=10, crops=16, classes=class_names(7), options=_CKPLUS_OPTIONS),
+            _read_ckplus, split="folds", folds=10, crops=18, classes=class_names(7), options=_CKPLUS_OPTIONS),
     Dataset("ckplus48", "CK+ (48x48)", "the CK+48 export: <class>/Sxxx_nnn_*.png face crops",
             _read_ckplus48, split="folds", folds=10, crops=16, classes=class_names(6),
             options={"keep_contempt": False}),

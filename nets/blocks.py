@@ -122,6 +122,13 @@ def masked_inner_product(n, name, bottom, num_output, prune_ratio, penalty, pena
     return n[name]
 
 
+def normalized_inner_product(n, name, bottom, num_output):
+    """NormFace's classifier: every class's weights normalised, no bias (caffe_layers/normface.py)."""
+    n[name] = python_layer("normface", "NormalizedInnerProduct", name, [bottom],
+                           {"num_output": num_output}, param=[{"lr_mult": 1, "decay_mult": 1}])
+    return n[name]
+
+
 def residual_unit(n, stage, unit, bottom, channels):
     """Two 3x3 convolutions + PReLU and a sum with the input (face ResNet naming).
 

@@ -8,15 +8,19 @@ W = FC2's (the classifier's) weights. ``roles()`` names those blobs and layers.
 import dataclasses
 from dataclasses import dataclass
 
+from caffe_layers.center_loss import CENTER_FILLERS
 from nets import blocks
 from nets.architectures import TRUNKS, check_geometry
-from nets.catalog import (CENTER_FILLER_STD, CENTER_LR_MULT, DROPOUT_RATIO, LAMBDA_C, LAMBDA_FC,
-                          LAMBDA_WEIGHT, PRUNE_RATIO, TRANSFERRED_LR_MULT, WEIGHT_DECAY,
-                          check_net, check_variant)
+from nets.catalog import (CENTER_DECAY_MULT, CENTER_FILLER, CENTER_FILLER_STD, CENTER_LR_MULT,
+                          DROPOUT_RATIO, LAMBDA_C, LAMBDA_FC, LAMBDA_WEIGHT, PRUNE_RATIO,
+                          SPARSENESS_NORMALIZATION, SPARSENESS_NORMALIZATIONS, TRANSFERRED_LR_MULT,
+                          WEIGHT_DECAY, check_net, check_variant)
 from runtime.caffe_env import import_caffe
 
 DEFAULT_BATCH_SIZE = 64        # Section 3
 DEFAULT_TEST_BATCH_SIZE = 50
+# The FeatureSparsenessLoss layer's "normalize" for each sparseness_normalization.
+SPARSENESS_LAYER_NORMALIZE = {"batch": "batch", "sum": "none"}
 # Layer types of the trunks that hold learnable blobs (transferred_lr_mult scales them).
 PARAMETER_LAYERS = ("Convolution", "InnerProduct", "PReLU")
 
@@ -31,20 +35,39 @@ class BuildOptions:
     transferred_lr_mult: lr_mult of MI's (the trunk's) parameters relative to
       MII (FC1, FC2): Eq. 8's mu_1 / mu_2.
     center_lr_mult: lr_mult of the center-loss centers (alpha = lr * this).
-    center_filler_std: the centers' initialisation, 0 = zeros, else N(0, std^2).
+    center_filler: the centers' initialisation, "xavier" (Wen et al.'s released
+      configuration), "zeros" or "gaussian" (N(0, center_filler_std^2)).
+    center_filler_std: the gaussian filler's std (ignored by the others).
+    center_decay_mult: the centers' decay_mult (2 in Wen et al.'s configuration).
+    sparseness_normalization: "batch" (the feature-sparseness sum / N) or "sum".
     geometry: the face ResNet's input geometry, "square" or "public" (112x96).
     """
     weight_decay: float = WEIGHT_DECAY
     transferred_lr_mult: float = TRANSFERRED_LR_MULT
     center_lr_mult: float = CENTER_LR_MULT
+    center_filler: str = CENTER_FILLER
     center_filler_std: float = CENTER_FILLER_STD
+    center_decay_mult: float = CENTER_DECAY_MULT
+    sparseness_normalization: str = SPARSENESS_NORMALIZATION
     geometry: str = "square"
 
     def __post_init__(self):
-        for name in ("weight_decay", "transferred_lr_mult", "center_lr_mult", "center_filler_std"):
+        for name in ("weight_decay", "transferred_lr_mult", "center_lr_mult", "center_filler_std",
+                     "center_decay_mult"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.center_filler not in CENTER_FILLERS:
+            raise ValueError(f"center_filler must be one of {', '.join(CENTER_FILLERS)}, "
+                             f"got {self.center_filler!r}")
+        if (self.center_filler == "gaussian") != (self.center_filler_std > 0):
+            raise ValueError(f"center_filler_std {self.center_filler_std} with center_filler "
+                             f"{self.center_filler!r}: the std is the gaussian filler's alone; "
+                             "give center_filler gaussian with a std > 0, or no std")
+        if self.sparseness_normalization not in SPARSENESS_NORMALIZATIONS:
+            raise ValueError(f"sparseness_normalization must be one of "
+                             f"{', '.join(SPARSENESS_NORMALIZATIONS)}, got "
+                             f"{self.sparseness_normalization!r}")
 
 
 def weight_l2_decay_mult(weight_decay):
@@ -122,12 +145,13 @@ def _l2_normalize(n, name, bottom, l2norm):
 
 
 def _center_loss(n, name, x, label, num_classes, options):
-    settings = {"num_classes": num_classes}
-    if options.center_filler_std:  # the layer's default (zeros) is left implicit
+    settings = {"num_classes": num_classes, "center_filler": options.center_filler}
+    if options.center_filler == "gaussian":
         settings["center_filler_std"] = options.center_filler_std
     return blocks.python_layer("center_loss", "CenterLoss", name, [x, label], settings,
                                loss_weight=LAMBDA_C,
-                               param=[{"lr_mult": options.center_lr_mult, "decay_mult": 0}])
+                               param=[{"lr_mult": options.center_lr_mult,
+                                       "decay_mult": options.center_decay_mult}])
 
 
 def _sparseness_bottoms(sparseness, trunk, x_blob, x):
@@ -180,7 +204,10 @@ def _build(net, variant_name, num_classes, input_size, data, label, options):
     if variant.l2norm is not None:
         classifier_input = _l2_normalize(n, f"{x_blob}_norm", x, variant.l2norm)
     classifier = _classifier_name(trunk, num_classes)
-    logits = _fc(n, classifier, classifier_input, num_classes, variant, "W", options)
+    if variant.normalized_classifier:
+        logits = blocks.normalized_inner_product(n, classifier, classifier_input, num_classes)
+    else:
+        logits = _fc(n, classifier, classifier_input, num_classes, variant, "W", options)
 
     n.loss = L.SoftmaxWithLoss(logits, n.label)
     n.accuracy = L.Accuracy(logits, n.label, include={"phase": blocks.TEST})
@@ -188,7 +215,8 @@ def _build(net, variant_name, num_classes, input_size, data, label, options):
         tops, coefficients = _sparseness_bottoms(variant.sparseness, trunk, x_blob, x)
         n.sparseness_loss = blocks.python_layer(
             "sparseness", "FeatureSparsenessLoss", "sparseness_loss", tops,
-            {"p": variant.sparseness.p, "coefficients": coefficients, "normalize": "batch"},
+            {"p": variant.sparseness.p, "coefficients": coefficients,
+             "normalize": SPARSENESS_LAYER_NORMALIZE[options.sparseness_normalization]},
             loss_weight=LAMBDA_FC)
     if variant.center:
         n.center_loss = _center_loss(n, f"center_loss_{num_classes}cls", x, n.label,
@@ -274,8 +302,8 @@ def train_val_net(net, variant, num_classes=None, train_source=None, test_source
     Defaults (None) come from nets.catalog.NETS[net] and the paper's batch 64.
     Sources are written as given: relative paths resolve against the directory
     ``caffe`` runs in (the repo root for the committed nets). ``options`` are
-    BuildOptions fields (weight_decay, transferred_lr_mult, center_lr_mult,
-    center_filler_std, geometry).
+    BuildOptions fields (weight_decay, transferred_lr_mult, the center-loss
+    options, sparseness_normalization, geometry).
     """
     return _train_val(net, variant, num_classes, train_source, test_source, input_size,
                       batch_size, test_batch_size, _options(options))[0]

@@ -20,10 +20,20 @@ L2NORM_ADAPTIVE_INIT = 1.0  # geometric mean of the paper's two fixed alphas (2,
 TRANSFERRED_LR_MULT = 1.0
 # Center loss: the centers' lr_mult, so their update rate is alpha = lr * this
 # (Wen et al.'s released solver files: lr_mult 1, centers follow the solver's
-# rate; their paper reports alpha = 0.5, i.e. 50 at base_lr 0.01), and the
-# std of their gaussian initialisation (0 = all zeros, as Wen et al.'s layer).
+# rate; their paper reports alpha = 0.5, i.e. 50 at base_lr 0.01); their
+# initialisation and weight decay as in Wen et al.'s released face-model
+# configuration (center_filler xavier, decay_mult 2); "zeros" (their layer's
+# own default) and "gaussian" (with CENTER_FILLER_STD) are options.
 CENTER_LR_MULT = 1.0
+CENTER_FILLER = "xavier"
 CENTER_FILLER_STD = 0.0
+CENTER_DECAY_MULT = 2.0
+# How the feature-sparseness term is normalised over the batch (docs/layers.md,
+# "Normalisation"): "batch" divides the summed penalty by N, as Caffe's
+# SoftmaxWithLoss divides the data term; "sum" keeps Eq. 4's plain sum over the
+# batch (the reading in which the authors' lambda acted N times as strongly).
+SPARSENESS_NORMALIZATIONS = ("batch", "sum")
+SPARSENESS_NORMALIZATION = "batch"
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class Variant:
     weight_l2: frozenset = frozenset()    # subset of {"V", "W"}
     pruning: Pruning = None
     l2norm: L2Norm = None
+    normalized_classifier: bool = False   # NormFace: the classifier's weights normalised too
     dropout: bool = False
     center: bool = False
 
@@ -150,6 +161,11 @@ VARIANTS = {
     "l2norm_adaptive": _v("L2 feature normalisation of x, alpha learned (self-adaptive), "
                           f"initial {L2NORM_ADAPTIVE_INIT}", [
         "Fig. 9 L2-norm self-adaptive"], l2norm=L2Norm(L2NORM_ADAPTIVE_INIT, learn=True)),
+    "l2norm_normface": _v("NormFace's form of the self-adaptive L2-norm: x normalised with a learned "
+                          f"scale (initial {L2NORM_ADAPTIVE_INIT}) and the classifier's weights "
+                          "normalised, no bias (Wang et al. 2017)", [
+        "Fig. 9 L2-norm self-adaptive, NormFace's form (not in the paper)"],
+        l2norm=L2Norm(L2NORM_ADAPTIVE_INIT, learn=True), normalized_classifier=True),
     "dropout": _v("dropout 0.5 on z and x", ["Table 6 row 2"], dropout=True),
     "center": _v("center loss on x, lambda_C = 8e-3", [
         "Table 6 row 6", "Table 7 Center"], center=True),

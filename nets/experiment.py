@@ -86,21 +86,18 @@ def test_iterations(test_records, test_batch_size=None):
 
 def write_experiment(folder, net, variant, num_classes=None, train_source=None, test_source=None,
                      input_size=None, batch_size=None, test_batch_size=None, snapshot_prefix=None,
-                     test_iter=None, test_records=None, transferred_lr_mult=None,
-                     center_lr_mult=None, center_filler_std=None, geometry=None,
-                     **solver_overrides):
+                     test_iter=None, test_records=None, **overrides):
     """Write ``<net>_<variant>_{train_val,deploy,solver}.prototxt`` into ``folder``.
 
     The solver points at the train/val net by absolute path. test_iter=None:
     one pass over the TEST phase's ``test_records`` records (the caller reads
     the count from the prepared dataset's manifest.json), else
     nets.solvers.DEFAULT_TEST_ITER. snapshot_prefix defaults to
-    ``<folder>/<net>_<variant>``; its folder is created. Net options
-    (None = nets.catalog's default): transferred_lr_mult (Eq. 8's mu_1/mu_2,
-    lr_mult of the trunk MI), center_lr_mult and center_filler_std (the
-    center-loss centers' update rate and initialisation), geometry ("square"
-    or the face ResNet's "public" 112x96). solver_overrides are
-    SolverParameter fields (max_iter, base_lr, stepsize, weight_decay, ...);
+    ``<folder>/<net>_<variant>``; its folder is created. ``overrides`` whose
+    names are nets.build.BuildOptions fields are net options (None or absent =
+    nets.catalog's default: transferred_lr_mult, the center-loss options,
+    sparseness_normalization, geometry; BuildOptions documents each); the
+    others are SolverParameter fields (max_iter, base_lr, stepsize, weight_decay, ...);
     a weight_decay override also sets the weight-sparseness decay_mult, so
     the penalty on V/W stays weight_decay + 1e-5.
     Returns {"train_val", "deploy", "solver": Path, "max_iter", "test_iter": int,
@@ -111,8 +108,9 @@ def write_experiment(folder, net, variant, num_classes=None, train_source=None, 
     folder = Path(folder).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     names = file_names(net, variant)
-    given = {"transferred_lr_mult": transferred_lr_mult, "center_lr_mult": center_lr_mult,
-             "center_filler_std": center_filler_std, "geometry": geometry}
+    net_option_names = {field.name for field in dataclasses.fields(BuildOptions)} - {"weight_decay"}
+    given = {key: value for key, value in overrides.items() if key in net_option_names}
+    solver_overrides = {key: value for key, value in overrides.items() if key not in net_option_names}
     options = BuildOptions(weight_decay=solver_overrides.get("weight_decay",
                                                              PAPER_SOLVER["weight_decay"]),
                            **{key: value for key, value in given.items() if value is not None})

@@ -10,6 +10,7 @@ from data_prep.prepared import ITEMS, MANIFEST, OFFICIAL_SPLIT, fold_name
 from data_prep.writer import write_split
 
 CLASSES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+SEVEN_CLASSES = CLASSES + ("neutral",)
 
 
 class _NoBar:
@@ -18,19 +19,21 @@ class _NoBar:
 
 
 def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=48, crops=2, seed=0,
-                           dataset="tiny", official=False):
+                           dataset="tiny", official=False, classes=CLASSES):
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True)
-    band = size // len(CLASSES)
-    store, labels, item_subjects = [], [], []
+    band = size // len(classes)
+    store, labels, item_subjects, sequences = [], [], [], []
     for subject in range(subjects):
-        for label in range(len(CLASSES)):
+        for label in range(len(classes)):
             for _ in range(images_per_class):
                 image_crops = rng.integers(0, 90, (crops, size, size))
                 image_crops[:, label * band:label * band + band - 1, :] += 140
                 store.append(image_crops.astype(np.uint8))
                 labels.append(label)
                 item_subjects.append(f"S{subject:03d}")
+                # A subject's images of one class are one recorded sequence (one decision unit).
+                sequences.append(f"S{subject:03d}_{label:03d}")
     store = np.stack(store)
     sources = [f"image{i}.png" for i in range(len(labels))]
     subject_number = [int(s[1:]) for s in item_subjects]
@@ -50,9 +53,10 @@ def build_prepared_dataset(out, folds=3, subjects=6, images_per_class=2, size=48
                                 _NoBar())
               for number, (name, split) in enumerate(partitions)}
     (out / ITEMS).write_text(json.dumps([
-        {"source": source, "label": label, "subject": subject}
-        for source, label, subject in zip(sources, labels, item_subjects)]))
+        {"item": item, "source": source, "label": label, "subject": subject, "sequence": sequence}
+        for item, (source, label, subject, sequence)
+        in enumerate(zip(sources, labels, item_subjects, sequences))]))
     (out / MANIFEST).write_text(json.dumps({
-        "dataset": dataset, "classes": list(CLASSES), "num_classes": len(CLASSES),
+        "dataset": dataset, "classes": list(classes), "num_classes": len(classes),
         "image_size": size, "channels": 1, "crops": crops, "seed": seed, "splits": splits}))
     return out

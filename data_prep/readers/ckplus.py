@@ -5,13 +5,19 @@ Original release, as unpacked from its archives:
     <root>/Emotion/S005/001/S005_001_00000011_emotion.txt   (one float, e.g. "   3.0000000e+00")
 Only 327 of the 593 sequences have an Emotion file. Each labelled sequence
 gives its last ``peak_frames`` frames with the sequence's label. Neutral
-images (``neutral``):
-    subject   (default) one per subject: the first frame of the subject's first
-              used labelled sequence -- the rule that matches the paper's counts
-              (106 neutral images, 106 subjects; docs/data.md, CK+);
-    sequence  the first frame of every used labelled sequence (309 without
-              contempt);
+units (``neutral``), each the first ``neutral_frames`` frames of a sequence:
+    subject   (default) one per subject, from the subject's first used labelled
+              sequence -- the rule that matches the paper's counts (106 neutral
+              units of 106 subjects; docs/data.md, CK+);
+    sequence  one per used labelled sequence (309 without contempt);
     none      no neutral class.
+``neutral_frames`` 3 (default) gives the paper's 415 units x 3 frames = 1,245
+images (x 18 crops = 22,410; docs/recipe.md); 1 gives the 1,033 images of
+one neutral frame per subject. A unit is the set of frames that gets one
+decision at test time (data_prep.prepared.PreparedDataset.decision_units):
+a sequence's peak frames, or one neutral unit's frames. The neutral frames
+never overlap the peak frames; a sequence too short for both gives fewer
+neutral frames (counted in ``counts["short_neutral_units"]``).
 Contempt (code 2) is dropped unless kept.
 
 CK+48 export: <root>/<class>/S010_004_00000017.png, class folders anger,
@@ -27,6 +33,7 @@ IMAGES_DIR = "cohn-kanade-images"
 EMOTION_DIR = "Emotion"
 NEUTRAL_MODES = ("subject", "sequence", "none")
 NEUTRAL_DEFAULT = "subject"
+NEUTRAL_FRAMES_DEFAULT = 3
 _SUBJECT = re.compile(r"^S\d+$")
 _CKPLUS48_NAME = re.compile(r"^(S\d+)_(\d+)_")
 
@@ -65,14 +72,18 @@ def parse_emotion_file(path):
     return int(value)
 
 
-def read_ckplus(root, keep_contempt=False, neutral=NEUTRAL_DEFAULT, peak_frames=3):
+def read_ckplus(root, keep_contempt=False, neutral=NEUTRAL_DEFAULT, peak_frames=3,
+                neutral_frames=NEUTRAL_FRAMES_DEFAULT):
     if neutral not in NEUTRAL_MODES:
         raise ValueError(f"neutral must be one of {NEUTRAL_MODES}, got {neutral!r}")
     if peak_frames < 1:
         raise ValueError(f"peak_frames must be >= 1, got {peak_frames}")
+    if neutral_frames < 1:
+        raise ValueError(f"neutral_frames must be >= 1, got {neutral_frames}")
     images_dir, emotion_dir = ckplus_layout(root)
     items, skipped = [], []
     subjects_with_neutral = set()
+    short_neutral_units = 0
     subject_dirs = [p for p in visible_entries(images_dir) if p.is_dir()]
     if not any(_SUBJECT.match(p.name) for p in subject_dirs):
         raise DatasetLayoutError(f"{images_dir}: no subject folders named like S005")
@@ -114,11 +125,14 @@ def read_ckplus(root, keep_contempt=False, neutral=NEUTRAL_DEFAULT, peak_frames=
                 continue
             take_neutral = neutral == "sequence" or (neutral == "subject"
                                                      and subject not in subjects_with_neutral)
+            # The first frame is the neutral onset: never a peak, even in short sequences.
+            first_peak = max(1, len(frames) - peak_frames)
             if take_neutral:
                 subjects_with_neutral.add(subject)
-                items.append(Item(str(frames[0]), NEUTRAL, subject, sequence))
-            # The first frame is the neutral onset: never a peak, even in short sequences.
-            for frame in frames[max(1, len(frames) - peak_frames):]:
+                onset = frames[:min(neutral_frames, first_peak)]
+                short_neutral_units += len(onset) < neutral_frames
+                items.extend(Item(str(frame), NEUTRAL, subject, sequence) for frame in onset)
+            for frame in frames[first_peak:]:
                 items.append(Item(str(frame), label, subject, sequence))
     for subject_dir in (p for p in visible_entries(emotion_dir) if p.is_dir()):
         for label_dir in (p for p in visible_entries(subject_dir) if p.is_dir()):
@@ -126,15 +140,19 @@ def read_ckplus(root, keep_contempt=False, neutral=NEUTRAL_DEFAULT, peak_frames=
                 skipped.append(Skip(str(label_dir), f"emotion label without an image sequence in "
                                     f"{images_dir / subject_dir.name / label_dir.name}"))
     num_classes = 8 if keep_contempt else (7 if neutral != "none" else 6)
-    # Counts to compare with the paper's (309 sequences, 106 neutral, 1,033 images).
+    # Counts to compare with the paper's (309 sequences, 106 neutral units, 415 units,
+    # 1,245 images with three neutral frames a unit).
     neutral_images = sum(item.label == NEUTRAL for item in items)
+    units = {(item.sequence, item.label) for item in items}
     counts = {"sequences_used": len({item.sequence for item in items}),
               "subjects_used": len({item.subject for item in items}),
-              "neutral_images": neutral_images, "peak_images": len(items) - neutral_images}
+              "neutral_images": neutral_images, "peak_images": len(items) - neutral_images,
+              "units": len(units), "neutral_units": sum(label == NEUTRAL for _, label in units),
+              "short_neutral_units": short_neutral_units}
     return ReadResult(items, skipped, num_classes,
                       {"format": "CK+", "images": str(images_dir), "emotion": str(emotion_dir),
-                       "neutral": neutral, "peak_frames": peak_frames, "keep_contempt": keep_contempt,
-                       "counts": counts})
+                       "neutral": neutral, "neutral_frames": neutral_frames, "peak_frames": peak_frames,
+                       "keep_contempt": keep_contempt, "counts": counts})
 
 
 def read_ckplus48(root, keep_contempt=False):

@@ -176,3 +176,30 @@ def summary(cm, probabilities=None, labels=None):
         result["balance_specificity"] = balance
         result["balance_point_per_class"] = points
     return result
+
+
+def decide_units(units, labels, probabilities):
+    """One decision per unit: the mean of its images' probabilities (each already the mean
+    over the image's crops), then the arg-max.
+
+    units: one unit name per image; labels (N,); probabilities (N, K). Returns
+    (unit names sorted, labels (U,), mean probabilities (U, K), predictions (U,)).
+    A unit whose images carry different labels is an error: a unit is one expression.
+    """
+    units = np.asarray(units)
+    labels = np.asarray(labels, dtype=np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not len(units) == len(labels) == len(probabilities):
+        raise ValueError(f"{len(units)} units, {len(labels)} labels and {len(probabilities)} "
+                         "probability rows: give one of each per image")
+    names, inverse = np.unique(units, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(names))
+    sums = np.zeros((len(names), probabilities.shape[1]))
+    np.add.at(sums, inverse, probabilities)
+    unit_labels = np.full(len(names), -1, dtype=np.int64)
+    unit_labels[inverse] = labels
+    mixed = unit_labels[inverse] != labels
+    if mixed.any():
+        raise ValueError(f"unit {names[inverse[np.argmax(mixed)]]} holds images of different labels")
+    means = sums / counts[:, None]
+    return names.tolist(), unit_labels, means, means.argmax(axis=1)

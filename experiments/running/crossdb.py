@@ -9,7 +9,9 @@ watches PublicTest, and is tested on PrivateTest. A training database without
 a validation set has the test phase watch the first test database (the final
 snapshot is tested, so nothing is selected on it). Labels are matched by class
 name: test images of a class the training database lacks (e.g. neutral when
-training on six-class Oulu-CASIA) are left out and counted in the results.
+training on six-class Oulu-CASIA) are left out and counted in the results, and
+a model is scored over the test database's classes only (a seven-class model
+tested on six-class Oulu-CASIA takes its arg-max over those six; docs/recipe.md).
 The run folder follows experiments.running.run_folder: ``config.json``, ``train/``
 (nets, solver, train.log, snapshots; resumed after a kill), ``test_<dataset>/``
 (predictions.json, result.json), ``data/`` (the merged LMDBs) and
@@ -87,6 +89,11 @@ def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out):
     return count, len(kept_items), left_out
 
 
+def shared_classes(train_classes, test_classes):
+    """Indices, among the training classes, of the classes the test database also has."""
+    return [index for index, name in enumerate(train_classes) if name in set(test_classes)]
+
+
 def training_lmdbs(train_set, data_dir):
     """(train LMDB, LMDB its test phase watches or None) of the training database.
 
@@ -154,6 +161,9 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
             shutil.rmtree(lmdb_path, ignore_errors=True)
             merged_test_lmdb(test_set, train_set.classes, lmdb_path, items_path, left_out_path)
         merged.append((test_name, test_set.name, lmdb_path, items_path, left_out_path))
+    scored = {f"test_{test_set.name}": shared_classes(train_set.classes, test_set.classes)
+              for test_set in test_sets}
+    units = {f"test_{test_set.name}": test_set.decision_units() for test_set in test_sets}
 
     fold_dir = run_dir / "train"
     if start_fold(fold_dir, marker=TRAINING, resume=True):
@@ -172,7 +182,8 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
         if start_fold(out_dir):
             test_net = net_with_test_source(net_path, lmdb_path, out_dir / "test_net.prototxt")
             evaluate(out_dir, test_net, snapshot, items_path, train_set.num_classes, gpu=gpu,
-                     extra={"dataset": dataset, "left_out": read_json(left_out_path)})
+                     extra={"dataset": dataset, "left_out": read_json(left_out_path)},
+                     units=units[test_name], scored_classes=scored[test_name])
         result = read_json(out_dir / RESULT)
         tests[test_name] = result
         print(f"{name} -> {dataset}: accuracy {100 * result['accuracy']:.2f} % "

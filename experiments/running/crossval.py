@@ -71,7 +71,7 @@ def run_fold(fold_dir, dataset, split, options, gpu=None, label=""):
         net_path = net_with_test_source(net_path, dataset.lmdb(split, "test"),
                                         fold_dir / "test_net.prototxt")
     return evaluate(fold_dir, net_path, snapshot, dataset.items_path(split, "test"),
-                    dataset.num_classes, gpu=gpu, extra=extra)
+                    dataset.num_classes, gpu=gpu, extra=extra, units=dataset.decision_units())
 
 
 def run_crossval(data_dir, options, runs_dir, max_folds=None, name=None, gpu=None):
@@ -111,10 +111,13 @@ def summarize(run_dir, fold_names, class_names):
         "fold_accuracies": accuracies.tolist(),
         "mean_accuracy": float(accuracies.mean()),
         "std_accuracy": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+        "pooled_accuracy": metrics.accuracy(pooled),
         "pooled": metrics.summary(pooled, probabilities, labels) if len(set(labels)) > 1
         else metrics.summary(pooled),
         "classes": list(class_names),
     }
+    if all("unit_accuracy" in r for r in results):
+        summary["units"] = unit_summary(results)
     write_json_atomic(run_dir / SUMMARY, summary)
     abbreviations = dict(zip(CLASS_NAMES, CLASS_ABBREVIATIONS))
     plots.plot_confusion(pooled, [abbreviations.get(c, c) for c in class_names], run_dir / "confusion.png",
@@ -126,9 +129,27 @@ def summarize(run_dir, fold_names, class_names):
     return summary
 
 
+def unit_summary(results):
+    """The folds' unit-level figures: mean ± std of the folds and the decisions pooled over all folds
+    (the paper's CK+ figures are k / 415 units pooled: docs/recipe.md)."""
+    accuracies = np.array([r["unit_accuracy"] for r in results])
+    pooled = np.sum([np.array(r["unit_confusion"]) for r in results], axis=0)
+    return {"count": int(sum(r["test_units"] for r in results)),
+            "fold_accuracies": accuracies.tolist(),
+            "mean_accuracy": float(accuracies.mean()),
+            "std_accuracy": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+            "pooled_accuracy": metrics.accuracy(pooled), "confusion": pooled.tolist()}
+
+
 def print_summary(name, run_dir, summary):
     print(f"{name}: mean accuracy {100 * summary['mean_accuracy']:.2f} ± "
-          f"{100 * summary['std_accuracy']:.2f} % over {len(summary['folds'])} folds")
+          f"{100 * summary['std_accuracy']:.2f} % over {len(summary['folds'])} folds "
+          f"(pooled {100 * summary['pooled_accuracy']:.2f} %)")
+    units = summary.get("units")
+    if units:
+        print(f"{name}: one decision per unit (a sequence's frames): pooled {100 * units['pooled_accuracy']:.2f} % "
+              f"of {units['count']} units, mean of folds {100 * units['mean_accuracy']:.2f} ± "
+              f"{100 * units['std_accuracy']:.2f} %")
     print("pooled confusion (rows true, columns predicted):")
     for class_name, row in zip(summary["classes"], summary["pooled"]["confusion"]):
         print(f"  {class_name[:10]:>10} " + " ".join(f"{v:5d}" for v in row))

@@ -108,13 +108,33 @@ def predict_items(keys, probabilities, labels):
     return {int(item): (mean, int(label)) for item, mean, label in zip(unique, means, first_labels)}
 
 
-def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None, extra=None):
+def unit_result(predictions, num_classes, scored):
+    """result.json's unit-level figures from predictions that carry a ``unit``."""
+    _, labels, means, _ = metrics.decide_units([p["unit"] for p in predictions],
+                                               [p["label"] for p in predictions],
+                                               [p["probabilities"] for p in predictions])
+    decisions = scored[np.argmax(means[:, scored], axis=1)]
+    cm = metrics.confusion_matrix(labels, decisions, num_classes)
+    return {"test_units": int(len(labels)), "unit_accuracy": metrics.accuracy(cm),
+            "unit_confusion": cm.tolist()}
+
+
+def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None, extra=None,
+             units=None, scored_classes=None):
     """Test ``snapshot`` on the TEST LMDB of ``net_path``; writes predictions.json, result.json.
 
     An image's prediction is the arg-max of the mean softmax over its crops.
+    ``units`` ({item: unit name}, data_prep.prepared.PreparedDataset.decision_units)
+    adds one decision per unit -- the arg-max of the mean over its images -- as
+    result.json's ``unit_accuracy``, ``unit_confusion`` and ``test_units``, and
+    each prediction's ``unit``. ``scored_classes`` (the model's class indices
+    the test database has) restricts every arg-max to them: a seven-class model
+    tested on a six-class database is not marked wrong for answering neutral
+    (recorded as result.json's ``scored_classes``); None scores every class.
     """
     keys, probabilities, labels = predict_records(net_path, snapshot, gpu=gpu)
     per_item = predict_items(keys, probabilities, labels)
+    scored = np.arange(num_classes) if scored_classes is None else np.asarray(sorted(scored_classes))
     test_items = {entry["item"]: entry for entry in read_json(test_items_path)}
     predictions = []
     for item, (mean_probs, label) in sorted(per_item.items()):
@@ -124,7 +144,9 @@ def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None
                              f"{test_items_path}")
         predictions.append({"item": item, "label": label, "subject": entry["subject"],
                             "source": entry["source"], "probabilities": mean_probs.tolist(),
-                            "prediction": int(np.argmax(mean_probs))})
+                            "prediction": int(scored[np.argmax(mean_probs[scored])])})
+        if units is not None:
+            predictions[-1]["unit"] = units[item]
     if len(predictions) != len(test_items):
         raise SystemExit(f"error: the test LMDB holds {len(predictions)} images but "
                          f"{test_items_path} lists {len(test_items)}; the prepared dataset is "
@@ -135,5 +157,9 @@ def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None
     result = metrics.summary(cm)
     result.update({"test_images": len(predictions), "test_records": len(keys),
                    "snapshot": Path(snapshot).name, **(extra or {})})
+    if units is not None:
+        result.update(unit_result(predictions, num_classes, scored))
+    if scored_classes is not None:
+        result["scored_classes"] = scored.tolist()
     write_json_atomic(Path(out_dir) / RESULT, result)
     return result

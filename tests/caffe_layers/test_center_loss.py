@@ -65,6 +65,32 @@ def test_center_filler(caffe, tmp_path):
              for i in range(2)]
     np.testing.assert_array_equal(gauss[0], gauss[1])
     assert gauss[0].std() == pytest.approx(0.5, rel=0.1)
+    explicit = center_net(caffe, tmp_path / "ge.prototxt", (4, 64), (4,), 7, center_filler="gaussian",
+                          center_filler_std=0.5, seed=3).params["center"][0].data
+    np.testing.assert_array_equal(explicit, gauss[0])
+
+
+def test_xavier_center_filler_is_caffes_xavier_over_the_feature_size(caffe, tmp_path):
+    # Caffe's XavierFiller (variance_norm FAN_IN) on a (classes, D) blob: U(-a, a),
+    # a = sqrt(3 / D), so the variance is 1 / D.
+    dim = 512
+    centers = [center_net(caffe, tmp_path / f"x{i}.prototxt", (4, dim), (4,), 10,
+                          center_filler="xavier", seed=seed).params["center"][0].data.copy()
+               for i, seed in enumerate((5, 5, 6))]
+    bound = np.sqrt(3.0 / dim)
+    assert centers[0].shape == (10, dim)
+    assert np.abs(centers[0]).max() <= bound and np.abs(centers[0]).max() > 0.95 * bound
+    assert centers[0].var() == pytest.approx(1.0 / dim, rel=0.1)
+    assert abs(centers[0].mean()) < 0.1 * bound
+    np.testing.assert_array_equal(centers[0], centers[1])  # seeded
+    assert not np.array_equal(centers[0], centers[2])
+
+
+def test_a_gaussian_center_filler_without_a_std_is_refused(caffe, tmp_path):
+    with pytest.raises(Exception, match="center_filler_std > 0"):
+        center_net(caffe, tmp_path / "bad.prototxt", (4, 8), (4,), 3, center_filler="gaussian")
+    with pytest.raises(Exception, match="center_filler.*invalid value 'uniform'"):
+        center_net(caffe, tmp_path / "bad2.prototxt", (4, 8), (4,), 3, center_filler="uniform")
 
 
 def test_feature_gradient_matches_formula_and_central_differences(caffe, tmp_path, rng):

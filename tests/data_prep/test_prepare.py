@@ -18,6 +18,8 @@ from data_prep.items import Item
 from data_prep.lmdb_io import read_lmdb
 from data_prep.pipeline import ImageError, decode_item
 from data_prep.prepare import build_parser, main
+from data_prep.prepared import PreparedDataset
+from tests.data_prep.ckplus_fixture import ckplus_layout_with_published_counts
 
 REPO = Path(__file__).resolve().parents[2]
 PREPARE = REPO / "data_prep" / "prepare.py"
@@ -428,3 +430,22 @@ def test_the_registry_drives_the_command_line(tmp_path):
     options = json.loads((tmp_path / "syn" / "manifest.json").read_text())["options"]
     assert (options["crops"], options["size"], options["align"], options["duplicates"]) == (4, 48, "landmarks", "skip")
     assert options["strict"] is True and options["synthetic_size"] == 96
+
+
+def test_ckplus_default_prepares_the_papers_415_units_and_22410_crops(tmp_path):
+    # The paper: "415 expression sequences ... augmented as in Fig. 2 to include 22,410
+    # images" = 415 decision units x 3 frames x 18 crops (issue 22, item 3; docs/recipe.md).
+    root = ckplus_layout_with_published_counts(tmp_path / "CK+")
+    # The fixture's frames are identical uniform PNGs: keep duplicates, no face to align.
+    run("--dataset", "ckplus", "--root", root, "--out", tmp_path / "out", "--align", "none",
+        "--duplicates", "keep", "--size", 8, "--workers", 1)
+    dataset = PreparedDataset.open(tmp_path / "out")
+    assert dataset.manifest["crops"] == 18
+    assert dataset.manifest["counts"]["items"] == 1245
+    test_records = sum(dataset.record_count(split, "test") for split in dataset.fold_splits())
+    assert test_records == 22410 == 415 * 3 * 18
+    units = dataset.decision_units()
+    assert len(set(units.values())) == 415
+    tested = [entry["item"] for split in dataset.fold_splits() for entry in dataset.items(split, "test")]
+    assert sorted(tested) == list(range(1245))            # every item tested once over the folds
+    assert len({units[item] for item in tested}) == 415

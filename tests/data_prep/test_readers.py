@@ -7,6 +7,7 @@ import pytest
 
 from data_prep.items import DatasetLayoutError
 from data_prep.readers.ckplus import read_ckplus, read_ckplus48
+from tests.data_prep.ckplus_fixture import CKPLUS_LABELLED, ckplus_layout_with_published_counts
 from data_prep.readers.fer2013 import read_fer2013
 from data_prep.readers.index_csv import (MmiIndexMismatch, mmi_check_text, read_csv_dataset,
                                         read_landmarks_csv, read_mmi)
@@ -128,7 +129,7 @@ def ckplus_root(tmp_path, rng):
 
 
 def test_ckplus_peaks_and_neutral_frames(ckplus_root):
-    result = read_ckplus(ckplus_root, neutral="sequence")
+    result = read_ckplus(ckplus_root, neutral="sequence", neutral_frames=1)
     got = [(Path(i.source).name, i.label, i.subject, i.sequence) for i in result.items]
     assert got == [
         ("S005_001_00000001.png", 6, "S005", "S005_001"),
@@ -154,60 +155,42 @@ def test_ckplus_peaks_and_neutral_frames(ckplus_root):
 
 
 def test_ckplus_options(ckplus_root):
-    per_subject = read_ckplus(ckplus_root)  # the default: one neutral image per subject
+    # one neutral image per subject: the default before 2026-12-04, now --ckplus-neutral-frames 1
+    per_subject = read_ckplus(ckplus_root, neutral_frames=1)
     assert [Path(i.source).name for i in per_subject.items if i.label == 6] == [
         "S005_001_00000001.png", "S011_001_00000001.png"]
     assert per_subject.info["neutral"] == "subject"
     assert per_subject.info["counts"] == {"sequences_used": 3, "subjects_used": 2,
-                                          "neutral_images": 2, "peak_images": 7}
+                                          "neutral_images": 2, "peak_images": 7, "units": 5,
+                                          "neutral_units": 2, "short_neutral_units": 0}
     no_neutral = read_ckplus(ckplus_root, neutral="none", peak_frames=1)
     assert [Path(i.source).name for i in no_neutral.items] == [
         "S005_001_00000006.png", "S005_003_00000005.png", "S011_001_00000002.png"]
     assert no_neutral.num_classes == 6
-    with_contempt = read_ckplus(ckplus_root, keep_contempt=True)
+    with_contempt = read_ckplus(ckplus_root, keep_contempt=True, neutral_frames=1)
     assert [i.label for i in with_contempt.items if i.subject == "S010"] == [6, 7, 7, 7]
     assert with_contempt.num_classes == 8
 
 
-# CK+'s published counts: 593 sequences of 123 subjects; 327 labelled (Lucey et al. 2010: anger 45,
-# contempt 18, disgust 59, fear 25, happy 69, sadness 28, surprise 83) from 118 subjects. The paper
-# (Xie et al. 2019) uses 309 non-contempt sequences, 106 subjects (Table 9) and 106 neutral images
-# (Table 13). The layout below has these counts; that 106 of the 118 labelled subjects have a
-# non-contempt sequence (12 contempt-only subjects) is the assumption that makes both of the paper's
-# 106s one number (docs/data.md, CK+).
-CKPLUS_LABELLED = {1: 45, 2: 18, 3: 59, 4: 25, 5: 69, 6: 28, 7: 83}
-
-
-def _ckplus_layout_with_published_counts(root):
-    png = cv2.imencode(".png", np.full((6, 5), 128, np.uint8))[1].tobytes()
-    codes = [code for code, count in CKPLUS_LABELLED.items() if code != 2 for _ in range(count)]
-    subjects = [f"S{number:03d}" for number in range(5, 5 + 123)]
-    sequences = {subject: [] for subject in subjects}  # subject -> [emotion code or None]
-    for index, code in enumerate(codes):                # 309 = 97 subjects x 3 + 9 x 2
-        sequences[subjects[index % 106]].append(code)
-    for subject in subjects[:6]:                         # contempt first, then other labels
-        sequences[subject].insert(0, 2)
-    for subject in subjects[106:118]:                    # 12 contempt-only subjects
-        sequences[subject].append(2)
-    unlabelled = 593 - 327
-    for index in range(unlabelled):                      # 5 subjects have no labelled sequence
-        sequences[subjects[index % 123]].append(None)
-    for subject, codes_of_subject in sequences.items():
-        for number, code in enumerate(codes_of_subject, start=1):
-            folder = root / "cohn-kanade-images" / subject / f"{number:03d}"
-            folder.mkdir(parents=True)
-            for frame in range(1, 5):
-                (folder / f"{subject}_{number:03d}_{frame:08d}.png").write_bytes(png)
-            if code is not None:
-                labels = root / "Emotion" / subject / f"{number:03d}"
-                labels.mkdir(parents=True)
-                (labels / f"{subject}_{number:03d}_00000004_emotion.txt").write_text(f"   {code:.7e}\n")
-    return root
+def test_ckplus_neutral_units_take_the_first_frames_and_never_a_peak(ckplus_root):
+    result = read_ckplus(ckplus_root)  # the default: three frames a neutral unit
+    got = [(Path(i.source).name, i.label) for i in result.items]
+    assert got == [
+        ("S005_001_00000001.png", 6), ("S005_001_00000002.png", 6), ("S005_001_00000003.png", 6),
+        ("S005_001_00000004.png", 1), ("S005_001_00000005.png", 1), ("S005_001_00000006.png", 1),
+        ("S005_003_00000003.png", 3), ("S005_003_00000004.png", 3), ("S005_003_00000005.png", 3),
+        ("S011_001_00000001.png", 6),                     # two frames: one neutral, one peak
+        ("S011_001_00000002.png", 5),
+    ]
+    assert result.info["neutral_frames"] == 3
+    assert result.info["counts"]["short_neutral_units"] == 1
+    with pytest.raises(ValueError, match="neutral_frames must be >= 1"):
+        read_ckplus(ckplus_root, neutral_frames=0)
 
 
 @pytest.fixture(scope="module")
 def ckplus_published_counts(tmp_path_factory):
-    return _ckplus_layout_with_published_counts(tmp_path_factory.mktemp("ckplus") / "CK+")
+    return ckplus_layout_with_published_counts(tmp_path_factory.mktemp("ckplus") / "CK+")
 
 
 def test_ckplus_fixture_has_the_published_counts(ckplus_published_counts):
@@ -219,8 +202,8 @@ def test_ckplus_fixture_has_the_published_counts(ckplus_published_counts):
     assert len({p.parent.parent.name for p in (root / "Emotion").glob("S*/*/*_emotion.txt")}) == 118
 
 
-def test_ckplus_default_reproduces_the_papers_counts(ckplus_published_counts):
-    result = read_ckplus(ckplus_published_counts)
+def test_ckplus_one_neutral_frame_gives_the_papers_1033_images(ckplus_published_counts):
+    result = read_ckplus(ckplus_published_counts, neutral_frames=1)
     labels = [item.label for item in result.items]
     assert len(result.items) == 1033                     # the paper's "1033 expression images"
     assert labels.count(6) == 106                        # Table 13's Ne row: 102/106 = 96.23 %
@@ -228,15 +211,30 @@ def test_ckplus_default_reproduces_the_papers_counts(ckplus_published_counts):
     # peak frames per class, in the project's label order An Di Fe Ha Sa Su
     assert [labels.count(k) for k in range(6)] == [3 * 45, 3 * 59, 3 * 25, 3 * 69, 3 * 28, 3 * 83]
     assert result.info["counts"] == {"sequences_used": 309, "subjects_used": 106,
-                                     "neutral_images": 106, "peak_images": 927}
+                                     "neutral_images": 106, "peak_images": 927, "units": 415,
+                                     "neutral_units": 106, "short_neutral_units": 0}
     # The neutral image of a subject whose first labelled sequence is contempt comes from its next one.
     neutral = {item.subject: Path(item.source).name for item in result.items if item.label == 6}
     assert neutral["S005"] == "S005_002_00000001.png" and neutral["S011"] == "S011_001_00000001.png"
     assert len(neutral) == 106
 
 
+def test_ckplus_default_is_the_papers_415_units_of_three_frames(ckplus_published_counts):
+    # The paper: "415 expression sequences ... augmented ... to include 22,410 images" =
+    # 415 units x 3 frames x 18 crops (the crops: tests/data_prep/test_prepare.py).
+    result = read_ckplus(ckplus_published_counts)
+    labels = [item.label for item in result.items]
+    assert len(result.items) == 415 * 3 == 1245
+    assert labels.count(6) == 106 * 3
+    counts = result.info["counts"]
+    assert (counts["units"], counts["neutral_units"], counts["short_neutral_units"]) == (415, 106, 0)
+    units = {(item.sequence, item.label) for item in result.items}
+    assert len(units) == 415
+    assert all(sum((i.sequence, i.label) == unit for i in result.items) == 3 for unit in units)
+
+
 def test_ckplus_sequence_rule_gives_one_neutral_per_sequence(ckplus_published_counts):
-    result = read_ckplus(ckplus_published_counts, neutral="sequence")
+    result = read_ckplus(ckplus_published_counts, neutral="sequence", neutral_frames=1)
     assert result.info["counts"]["neutral_images"] == 309 and len(result.items) == 309 + 927
 
 

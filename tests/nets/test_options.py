@@ -118,7 +118,7 @@ def expected_center_step(centers, x, labels, rate):
 
 def test_center_update_rate_and_initialisation_through_a_solver_step(caffe, tmp_path, rng):
     solver = sgd_solver(caffe, tmp_path, rng, "center", center_lr_mult=3.0,
-                        center_filler_std=0.5)
+                        center_filler="gaussian", center_filler_std=0.5, center_decay_mult=0.0)
     centers_blob = solver.net.params["center_loss_6cls"][0]
     start = centers_blob.data.copy()
     # center_filler_std 0.5: gaussian centers, not zeros.
@@ -135,11 +135,30 @@ def test_center_update_rate_and_initialisation_through_a_solver_step(caffe, tmp_
                            expected_center_step(start, x, labels, base_lr), atol=1e-6)
 
 
-def test_center_defaults_are_zeros_and_the_solver_rate(caffe, tmp_path, rng):
+def test_center_defaults_are_the_released_face_configuration(caffe, tmp_path, rng):
+    # Wen et al.'s released face model trains its centers with center_filler xavier,
+    # lr_mult 1 and decay_mult 2 beside loss_weight 0.008 (issue 22, item 5).
     solver = sgd_solver(caffe, tmp_path, rng, "center")
     layer = layers_by_name(train_val_net("toy", "center"))["center_loss_6cls"]
-    assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 0)]
-    assert "center_filler_std" not in json.loads(layer.python_param.param_str)
+    assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 2)]
+    assert layer.loss_weight == [pytest.approx(0.008)]
+    settings = json.loads(layer.python_param.param_str)
+    assert settings["center_filler"] == "xavier" and "center_filler_std" not in settings
+    centers = solver.net.params["center_loss_6cls"][0]
+    start = centers.data.copy().astype(np.float64)
+    bound = np.sqrt(3.0 / 32)
+    assert np.abs(start).max() <= bound and start.var() == pytest.approx(1 / 32, rel=0.35)
+    solver.step(1)
+    x = solver.net.blobs["fc1"].data.reshape(12, -1).astype(np.float64)
+    labels = solver.net.blobs["label"].data.astype(int)
+    # One SGD step with momentum 0: Wen's update plus the weight decay 5e-4 * 2 on the centers.
+    decayed = start - 0.01 * 5e-4 * 2 * start
+    assert centers.data == pytest.approx(
+        expected_center_step(start, x, labels, 0.01) - start + decayed, rel=1e-4, abs=1e-7)
+
+
+def test_zero_centers_without_decay_stay_an_option(caffe, tmp_path, rng):
+    solver = sgd_solver(caffe, tmp_path, rng, "center", center_filler="zeros", center_decay_mult=0.0)
     centers = solver.net.params["center_loss_6cls"][0]
     assert not centers.data.any()
     solver.step(1)
@@ -147,6 +166,31 @@ def test_center_defaults_are_zeros_and_the_solver_rate(caffe, tmp_path, rng):
     labels = solver.net.blobs["label"].data.astype(int)
     assert centers.data == pytest.approx(
         expected_center_step(np.zeros((6, 32)), x, labels, 0.01), rel=1e-4, abs=1e-7)
+
+
+def test_a_center_std_is_refused_without_the_gaussian_filler():
+    with pytest.raises(ValueError, match="the std is the gaussian filler's alone"):
+        train_val_net("toy", "center", center_filler_std=0.5)
+    with pytest.raises(ValueError, match="center_filler must be one of zeros, gaussian, xavier"):
+        train_val_net("toy", "center", center_filler="uniform")
+
+
+@pytest.mark.parametrize("normalization,factor", [("batch", 1.0), ("sum", 12.0)])
+def test_sparseness_normalization_sum_is_the_batch_times_the_mean(caffe, tmp_path, rng,
+                                                                   normalization, factor):
+    # Eq. 4 summed over the batch ("sum") against Caffe's averaged form ("batch"):
+    # the same penalty and gradient, N = 12 times larger (issue 22, item 2).
+    solver = sgd_solver(caffe, tmp_path, rng, "l2", sparseness_normalization=normalization)
+    layer = layers_by_name(train_val_net("toy", "l2", sparseness_normalization=normalization))
+    settings = json.loads(layer["sparseness_loss"].python_param.param_str)
+    assert settings["normalize"] == {"batch": "batch", "sum": "none"}[normalization]
+    net = solver.net
+    net.forward()
+    x = net.blobs["fc1"].data.reshape(12, -1).astype(np.float64)
+    assert net.blobs["sparseness_loss"].data[0] == pytest.approx(
+        factor * 0.5 * np.sum(x ** 2) / 12, rel=1e-5)
+    with pytest.raises(ValueError, match="sparseness_normalization must be one of batch, sum"):
+        train_val_net("toy", "l2", sparseness_normalization="mean")
 
 
 def test_a_frozen_trunk_does_not_move_in_a_solver_step(caffe, tmp_path, rng):

@@ -43,8 +43,11 @@ WEIGHT_L2 = {"w_l2": {"W"}, "v_l2": {"V"}, "vw_l2": {"V", "W"}, "w_l2_center": {
              "v_l2_center": {"V"}}
 PRUNING = {"w_l1_cp": ("W", "l1"), "w_l2_cp": ("W", "l2"), "v_l1_cp": ("V", "l1"),
            "v_l2_cp": ("V", "l2")}
-L2NORM = {"l2norm_a2": (2.0, False), "l2norm_a05": (0.5, False), "l2norm_adaptive": (1.0, True)}
-PAPER_VARIANTS = {"softmax", *SPARSENESS, *CENTER, *DROPOUT, *WEIGHT_L2, *PRUNING, *L2NORM}
+L2NORM = {"l2norm_a2": (2.0, False), "l2norm_a05": (0.5, False), "l2norm_adaptive": (1.0, True),
+          "l2norm_normface": (1.0, True)}
+NORMALIZED_CLASSIFIER = {"l2norm_normface"}   # NormFace: beside the paper's variants
+PAPER_VARIANTS = {"softmax", *SPARSENESS, *CENTER, *DROPOUT, *WEIGHT_L2, *PRUNING, *L2NORM} - \
+    NORMALIZED_CLASSIFIER
 
 # The public center-loss face model (face_deploy.prototxt): conv name -> (outputs, pad).
 FACE_RESNET_CONVS = {"conv1a": (32, 0), "conv1b": (64, 0), "conv2": (128, 0),
@@ -225,7 +228,9 @@ def test_variant_losses_and_penalties(committed, net, variant):
             ("caffe_layers.center_loss", "CenterLoss")
         assert list(layer.bottom) == [x, "label"]
         assert python_params(layer)["num_classes"] == roles["classes"]
-        assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 0)]
+        # Wen et al.'s released face-model configuration: xavier centers, decay_mult 2.
+        assert python_params(layer)["center_filler"] == "xavier"
+        assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 2)]
 
     # Dropout 0.5 on the inputs of the last two FC layers; losses see the undropped x.
     dropouts = [layer for layer in train_val.layer if layer.type == "Dropout"]
@@ -252,6 +257,12 @@ def test_variant_losses_and_penalties(committed, net, variant):
             expected_outputs = roles["classes"] if role == "W" else \
                 {"toy": 32, "resnet": 512, "vgg": 4096}[net]
             assert params["num_output"] == expected_outputs
+        elif role == "W" and variant in NORMALIZED_CLASSIFIER:
+            assert (layer.type, layer.python_param.module, layer.python_param.layer) == \
+                ("Python", "caffe_layers.normface", "NormalizedInnerProduct")
+            assert python_params(layer)["num_output"] == roles["classes"]
+            assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 1)]   # no bias
+            continue
         else:
             assert layer.type == "InnerProduct"
         decay = 1 + 1e-5 / 5e-4 if role in WEIGHT_L2.get(variant, ()) else 1

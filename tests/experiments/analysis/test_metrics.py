@@ -173,3 +173,21 @@ def test_summary_balance_point_differs_from_arg_max_figures():
     assert s["mean_sensitivity"] == pytest.approx(2 / 3)
     assert s["mean_sensitivity"] != pytest.approx(s["balance_sensitivity"])
     assert "balance_sensitivity" not in metrics.summary(cm)
+
+
+def test_decide_units_averages_each_units_images_then_takes_the_arg_max():
+    units = ["s1|3", "s2|6", "s1|3", "s1|3", "s2|6"]
+    labels = [3, 6, 3, 3, 6]
+    probabilities = [[0.1, 0.9], [0.6, 0.4], [0.8, 0.2], [0.7, 0.3], [0.3, 0.7]]
+    names, unit_labels, means, decisions = metrics.decide_units(units, labels, probabilities)
+    assert names == ["s1|3", "s2|6"]
+    assert unit_labels.tolist() == [3, 6]
+    np.testing.assert_allclose(means, [[1.6 / 3, 1.4 / 3], [0.45, 0.55]])
+    assert decisions.tolist() == [0, 1]      # frame 1 alone would say class 1; the unit says 0
+
+
+def test_decide_units_refuses_a_unit_of_two_labels_and_ragged_input():
+    with pytest.raises(ValueError, match="unit a holds images of different labels"):
+        metrics.decide_units(["a", "a"], [1, 2], [[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="one of each per image"):
+        metrics.decide_units(["a"], [1, 2], [[0.5, 0.5], [0.5, 0.5]])

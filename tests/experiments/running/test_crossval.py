@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.caffe_env import REPO_ROOT
-from tests.prepared_fixture import build_prepared_dataset
+from tests.prepared_fixture import SEVEN_CLASSES, build_prepared_dataset
 from experiments.analysis import metrics
 from experiments.reporting import report
 from tools import crossdb, crossval
@@ -63,6 +63,32 @@ def test_accuracy_equals_what_the_saved_predictions_give(finished_run):
     assert summary["mean_accuracy"] == pytest.approx(np.mean(accuracies))
     assert summary["std_accuracy"] == pytest.approx(np.std(accuracies, ddof=1))
     assert summary["pooled"]["confusion"] == pooled.tolist()
+
+
+def test_unit_decisions_pool_over_every_fold(finished_run, prepared):
+    # One decision per unit (a subject's images of one class, the fixture's "sequence"):
+    # the mean of its images' probabilities; the pooled figure counts every fold's
+    # decisions together, as the paper's k / 415 CK+ figures do (issue 22, item 3).
+    run_dir, summary = finished_run
+    correct = total = 0
+    fold_accuracies = []
+    for fold in summary["folds"]:
+        by_unit = {}
+        for p in json.loads((run_dir / fold / "predictions.json").read_text()):
+            by_unit.setdefault(p["unit"], []).append(p)
+        hits = sum(int(np.argmax(np.mean([p["probabilities"] for p in members], axis=0)))
+                   == members[0]["label"] for members in by_unit.values())
+        result = json.loads((run_dir / fold / "result.json").read_text())
+        assert result["test_units"] == len(by_unit) == 2 * 6   # 2 subjects x 6 classes a fold
+        assert result["unit_accuracy"] == pytest.approx(hits / len(by_unit))
+        fold_accuracies.append(hits / len(by_unit))
+        correct, total = correct + hits, total + len(by_unit)
+    units = summary["units"]
+    assert units["count"] == total == 36
+    assert units["pooled_accuracy"] == pytest.approx(correct / total)
+    assert units["mean_accuracy"] == pytest.approx(np.mean(fold_accuracies))
+    assert summary["pooled_accuracy"] == pytest.approx(
+        np.trace(summary["pooled"]["confusion"]) / np.sum(summary["pooled"]["confusion"]))
 
 
 def test_the_toy_net_learns_the_tiny_dataset(finished_run):
@@ -167,6 +193,28 @@ def test_an_official_split_trains_watches_validation_and_tests_once(tmp_path):
 def fer2013(tmp_path_factory):
     return build_prepared_dataset(tmp_path_factory.mktemp("fer") / "fer", official=True,
                                   dataset="fer2013")
+
+
+def test_crossdb_scores_a_seven_class_model_over_the_test_databases_six(tmp_path):
+    # A model that can answer neutral, tested on a six-class database: its arg-max is taken
+    # over the six classes that database has, so no neutral answer counts as an error
+    # (issue 22, item 4). The decision per unit is scored the same way.
+    seven = build_prepared_dataset(tmp_path / "seven", official=True, dataset="fer2013",
+                                   classes=SEVEN_CLASSES)
+    six = build_prepared_dataset(tmp_path / "six", dataset="tiny")
+    crossdb.main(["--train-data", str(seven), "--test-data", str(six), "--net", "toy",
+                  "--variant", "softmax", "--runs-dir", str(tmp_path / "runs"), "--iters", "10",
+                  "--batch-size", "16"])
+    test_dir = tmp_path / "runs" / "crossdb_fer2013_toy_softmax" / "test_tiny"
+    result = json.loads((test_dir / "result.json").read_text())
+    predictions = json.loads((test_dir / "predictions.json").read_text())
+    assert result["scored_classes"] == [0, 1, 2, 3, 4, 5]
+    for p in predictions:
+        assert len(p["probabilities"]) == 7
+        assert p["prediction"] == int(np.argmax(p["probabilities"][:6]))
+    correct = sum(p["prediction"] == p["label"] for p in predictions)
+    assert result["accuracy"] == pytest.approx(correct / len(predictions))
+    assert result["test_units"] == 6 * 6
 
 
 def _printed_confusion(out, dataset):
