@@ -19,7 +19,7 @@ from experiments.running import reproduce
 from experiments.analysis.protocol import check_dataset
 from experiments.reporting.table_report import cell_results, write_table
 from experiments.paper.tables import TABLES
-from nets.catalog import NETS, VARIANTS
+from nets.catalog import NETS, SPARSENESS_NORMALIZATION, SPARSENESS_NORMALIZATIONS, VARIANTS
 from runtime.caffe_env import REPO_ROOT
 from tools.training_args import refused_options_exit
 
@@ -52,6 +52,11 @@ def parse_args(argv=None):
                         help="run the table with these nets instead of its own (e.g. cnn48 on a CPU)")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None,
                         help="only these columns (variants) of the table")
+    parser.add_argument("--sparseness-normalization", nargs="+", choices=SPARSENESS_NORMALIZATIONS,
+                        default=[SPARSENESS_NORMALIZATION], dest="normalizations",
+                        help="the feature-sparseness term over the batch: batch (default) and/or sum; "
+                             "with both, every sparseness cell runs twice, so that one table shows which "
+                             "reading reproduces the paper (docs/recipe.md)")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "reproduce",
                         help="where run folders go (default <repo>/runs/reproduce)")
     parser.add_argument("--out", type=Path, default=None, help="where the table goes")
@@ -83,7 +88,7 @@ def main(argv=None):
 def _reproduce(args):
     table = TABLES[args.table]
     scale = reproduce.SCALES[args.scale]
-    cells = reproduce.select_cells(table, args.nets, args.variants)
+    cells = reproduce.select_cells(table, args.nets, args.variants, tuple(dict.fromkeys(args.normalizations)))
     seeds = list(range(1, args.seeds + 1))
     jobs = reproduce.jobs_for(cells, seeds)
     folders = reproduce.data_folders(args.data) if not args.dry_run else _existing_folders(args.data)
@@ -109,8 +114,7 @@ def _reproduce(args):
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     done = reproduce.run_jobs(jobs, scale, args.runs_dir, args.data, parallel=args.jobs, gpus=gpus,
                               executor=executor)
-    run_dirs_of = lambda cell: [done[reproduce.Job(cell.kind, cell.net, cell.variant, cell.data, seed,
-                                                   cell.finetune_from)] for seed in seeds]
+    run_dirs_of = lambda cell: [done[reproduce.job_of(cell, seed)] for seed in seeds]
     rows = cell_results(table, cells, run_dirs_of)
     checks = {}
     for name in sorted(needed):

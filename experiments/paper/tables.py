@@ -35,6 +35,7 @@ class Cell:
     test: str = None         # crossdb: the database this cell reads
     paper: float = None      # the paper's number for the cell (%), None if it has none
     finetune_from: str = None  # crossval: start from this database's run of the same net/variant
+    normalization: str = "batch"  # the sparseness term over the batch: batch or sum (docs/recipe.md)
 
 
 @dataclass(frozen=True)

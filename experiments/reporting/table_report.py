@@ -60,7 +60,8 @@ def cell_results(table, cells, run_dirs_of):
     for cell in cells:
         run_dirs = run_dirs_of(cell)
         row = {"row": cell.row, "column": cell.column, "kind": cell.kind, "net": cell.net,
-               "variant": cell.variant, "data": cell.data, "test": cell.test, "paper": cell.paper,
+               "variant": cell.variant, "normalization": cell.normalization, "data": cell.data,
+               "test": cell.test, "paper": cell.paper,
                "runs": [str(d) for d in run_dirs], "finished": _finished(cell, run_dirs)}
         if row["finished"]:
             row.update(statistics.cell_statistics(_runs_of(cell, run_dirs)))

@@ -20,7 +20,9 @@ from typing import Callable, Optional
 from experiments.running.run_folder import CONFIG
 from nets.architectures import GEOMETRIES
 from nets.build import DEFAULT_BATCH_SIZE
-from nets.catalog import NETS, VARIANTS
+from caffe_layers.center_loss import CENTER_FILLERS
+from nets.catalog import (CENTER_DECAY_MULT, CENTER_FILLER, NETS, SPARSENESS_NORMALIZATIONS,
+                          VARIANTS)
 from runtime.files import read_json
 
 
@@ -100,9 +102,20 @@ class TrainingOptions:
         "--center-lr-mult", "lr_mult of the center-loss centers: their update rate alpha = base_lr x "
         "this (default 1, as Wen et al.'s released solver files; 50 = their paper's 0.5)", float,
         _not_negative, "a number >= 0")
+    center_filler: Optional[str] = _option(
+        "--center-filler", "the centers' initialisation: xavier (default, as Wen et al.'s released "
+        "face-model configuration), zeros, or gaussian with --center-filler-std",
+        choices=CENTER_FILLERS)
     center_filler_std: Optional[float] = _option(
-        "--center-filler-std", "std of the centers' gaussian initialisation (default 0: all zeros)",
-        float, _not_negative, "a number >= 0")
+        "--center-filler-std", "std of the centers' gaussian initialisation (with --center-filler "
+        "gaussian only)", float, lambda v: v > 0, "a number > 0")
+    center_decay_mult: Optional[float] = _option(
+        "--center-decay-mult", "decay_mult of the centers (default 2, as Wen et al.'s released "
+        "configuration; 0: no weight decay on them)", float, _not_negative, "a number >= 0")
+    sparseness_normalization: Optional[str] = _option(
+        "--sparseness-normalization", "the feature-sparseness term over the batch: batch (default: "
+        "divided by N, like the softmax term) or sum (Eq. 4's plain sum, N times stronger; "
+        "docs/recipe.md)", choices=SPARSENESS_NORMALIZATIONS)
     geometry: Optional[str] = _option(
         "--geometry", "face ResNet input geometry: square 112x112 (default; the paper's hidden-unit "
         "count, fc5 re-initialised) or public 112x96 (the public model's, fc5 loads)",
@@ -121,14 +134,29 @@ class TrainingOptions:
             if spec.kind is Path and isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, Path(getattr(self, name)))
             _check_value(spec, getattr(self, name))
+        if (self.center_filler == "gaussian") != (self.center_filler_std is not None):
+            raise OptionError(
+                f"--center-filler {self.center_filler or CENTER_FILLER} with --center-filler-std "
+                f"{self.center_filler_std}: the std is the gaussian filler's; give both "
+                "--center-filler gaussian and --center-filler-std, or neither")
         if self.geometry == "public" and self.net != "resnet":
             raise OptionError(f"--geometry public is the face ResNet's 112x96 input; the {self.net} "
                               "net has only the square one: leave --geometry out or use --net resnet")
 
     def config(self):
-        """The training settings of a run's config.json (one key per option with in_config)."""
-        return {name: _to_config(getattr(self, name)) for name, spec in option_specs().items()
-                if spec.in_config}
+        """The training settings of a run's config.json (one key per option with in_config).
+
+        A center-loss run records its centers' filler and decay_mult as trained, not None:
+        their defaults changed on 2026-12-04 (zeros, 0 -> xavier, 2), so a run folder from
+        before is not taken for one at today's defaults.
+        """
+        config = {name: _to_config(getattr(self, name)) for name, spec in option_specs().items()
+                  if spec.in_config}
+        if VARIANTS[self.variant].center:
+            config["center_filler"] = self.center_filler or CENTER_FILLER
+            config["center_decay_mult"] = (CENTER_DECAY_MULT if self.center_decay_mult is None
+                                           else self.center_decay_mult)
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -163,7 +191,9 @@ class TrainingOptions:
     def net_options(self):
         """write_experiment's net options that are set (None: nets' defaults)."""
         options = {"transferred_lr_mult": self.transferred_lr_mult, "center_lr_mult": self.center_lr_mult,
-                   "center_filler_std": self.center_filler_std, "geometry": self.geometry}
+                   "center_filler": self.center_filler, "center_filler_std": self.center_filler_std,
+                   "center_decay_mult": self.center_decay_mult,
+                   "sparseness_normalization": self.sparseness_normalization, "geometry": self.geometry}
         return {key: value for key, value in options.items() if value is not None}
 
 

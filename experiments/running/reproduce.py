@@ -24,7 +24,7 @@ from experiments.running.crossval import chosen_splits, check_run as check_cross
 from experiments.running.options import OptionError, TrainingOptions, option_specs
 from experiments.running.run_folder import read_summary, trained_snapshot
 from experiments.paper.tables import DATABASES
-from nets.catalog import NETS
+from nets.catalog import NETS, SPARSENESS_NORMALIZATION, VARIANTS
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,19 @@ SCALES = {
 
 @dataclass(frozen=True)
 class Job:
-    """One run: a cell's (kind, net, variant, data) for one seed."""
+    """One run: a cell's (kind, net, variant, data, sparseness normalisation) for one seed."""
     kind: str
     net: str
     variant: str
     data: str
     seed: int
     finetune_from: Optional[str] = None
+    normalization: str = SPARSENESS_NORMALIZATION
 
     def run_name(self, scale):
         stem = f"{self.data}_{self.net}_{self.variant}_{scale}_s{self.seed}"
+        if self.normalization != SPARSENESS_NORMALIZATION:
+            stem += f"_{self.normalization}"
         if self.kind == "crossdb":
             return f"crossdb_{stem}"
         return stem + (f"_from_{self.finetune_from}" if self.finetune_from else "")
@@ -69,7 +72,13 @@ class Job:
         """The job whose final snapshot this one fine-tunes from, or None."""
         if not self.finetune_from:
             return None
-        return Job("crossval", self.net, self.variant, self.finetune_from, self.seed)
+        return Job("crossval", self.net, self.variant, self.finetune_from, self.seed,
+                   normalization=self.normalization)
+
+
+def job_of(cell, seed):
+    """The run that fills ``cell`` for ``seed``."""
+    return Job(cell.kind, cell.net, cell.variant, cell.data, seed, cell.finetune_from, cell.normalization)
 
 
 def reference_net(cells):
@@ -77,18 +86,24 @@ def reference_net(cells):
     return "resnet" if any(cell.net == "resnet" for cell in cells) else cells[0].net
 
 
-def select_cells(table, nets=None, variants=None):
+def select_cells(table, nets=None, variants=None, normalizations=(SPARSENESS_NORMALIZATION,)):
     """The table's cells, with only ``variants`` kept and its nets replaced by ``nets`` (e.g. cnn48
-    on a CPU); a replaced cell keeps the reference net's paper number."""
+    on a CPU); a replaced cell keeps the reference net's paper number. Each cell of a
+    feature-sparseness variant is run once per sparseness ``normalizations`` (batch, sum:
+    docs/recipe.md); a cell of another normalisation than batch is labelled "<column> (sum)"."""
     cells = [cell for cell in table.cells if not variants or cell.variant in variants]
     if not cells:
         raise SystemExit(f"error: table {table.number} has no cell of variant(s) {', '.join(variants)}; "
                          f"its variants: {', '.join(sorted({c.variant for c in table.cells}))}")
-    if not nets:
-        return cells
-    base = [cell for cell in cells if cell.net == reference_net(cells)]
-    return [replace(cell, net=net, row=net if cell.row == cell.net else cell.row)
-            for net in nets for cell in base]
+    if nets:
+        base = [cell for cell in cells if cell.net == reference_net(cells)]
+        cells = [replace(cell, net=net, row=net if cell.row == cell.net else cell.row)
+                 for net in nets for cell in base]
+    return [replace(cell, normalization=normalization,
+                    column=cell.column if normalization == SPARSENESS_NORMALIZATION
+                    else f"{cell.column} ({normalization})")
+            for cell in cells for normalization in normalizations
+            if normalization == SPARSENESS_NORMALIZATION or VARIANTS[cell.variant].sparseness]
 
 
 def jobs_for(cells, seeds):
@@ -96,7 +111,7 @@ def jobs_for(cells, seeds):
     jobs = []
     for seed in seeds:
         for cell in cells:
-            job = Job(cell.kind, cell.net, cell.variant, cell.data, seed, cell.finetune_from)
+            job = job_of(cell, seed)
             for needed in (job.parent(), job):
                 if needed is not None and needed not in jobs:
                     jobs.append(needed)
@@ -150,8 +165,10 @@ def check_jobs(jobs, scale, folders):
 
 
 def options_for(job, scale, weights=None):
+    normalization = None if job.normalization == SPARSENESS_NORMALIZATION else job.normalization
     return TrainingOptions(net=job.net, variant=job.variant, iters=scale.iters, batch_size=scale.batch_size,
-                           stepsize=scale.stepsize, weights=weights, seed=job.seed, scale=scale.name)
+                           stepsize=scale.stepsize, weights=weights, seed=job.seed, scale=scale.name,
+                           sparseness_normalization=normalization)
 
 
 def job_command(job, scale, runs_dir, folders):
@@ -169,6 +186,8 @@ def job_command(job, scale, runs_dir, folders):
         common.append(f"{flag['iters']} {scale.iters} {flag['stepsize']} {scale.stepsize}")
     if scale.batch_size:
         common.append(f"{flag['batch_size']} {scale.batch_size}")
+    if job.normalization != SPARSENESS_NORMALIZATION:
+        common.append(f"{flag['sparseness_normalization']} {job.normalization}")
     if job.parent():
         common.append(f"{flag['weights']} {runs_dir}/{job.parent().run_name(scale.name)}/official/"
                       "snapshot_iter_N.caffemodel")

@@ -275,14 +275,17 @@ def test_seed_and_transferred_lr_mult_reach_the_solver_the_nets_and_config(prepa
 def test_center_options_reach_the_center_loss_layer_and_config(prepared, tmp_path):
     crossval.main(["--data", str(prepared), "--net", "toy", "--variant", "l2_center", "--folds", "1",
                    "--iters", "10", "--batch-size", "16", "--center-lr-mult", "50",
-                   "--center-filler-std", "0.1", "--runs-dir", str(tmp_path)])
+                   "--center-filler", "gaussian", "--center-filler-std", "0.1",
+                   "--center-decay-mult", "0", "--runs-dir", str(tmp_path)])
     run = tmp_path / "tiny_toy_l2_center"
     config = json.loads((run / "config.json").read_text())
     assert config["center_lr_mult"] == 50 and config["center_filler_std"] == 0.1
+    assert config["center_filler"] == "gaussian" and config["center_decay_mult"] == 0
     train_val = (run / "fold_00" / "toy_l2_center_train_val.prototxt").read_text()
     layer = train_val[train_val.index('name: "center_loss_6cls"'):]
     layer = layer[:layer.index("\n}\n")]
     assert "lr_mult: 50.0" in layer and '\\"center_filler_std\\": 0.1' in layer
+    assert "decay_mult: 0.0" in layer and '\\"center_filler\\": \\"gaussian\\"' in layer
 
 
 def test_the_public_geometry_is_an_option_of_the_resnet_only(prepared, tmp_path, capsys):

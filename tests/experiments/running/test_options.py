@@ -56,11 +56,14 @@ def test_options_built_from_flags_equal_those_built_in_code(tmp_path):
     args = parser.parse_args(["--net", "resnet", "--variant", "l2_center", "--iters", "30",
                               "--batch-size", "8", "--base-lr", "0.02", "--stepsize", "10",
                               "--weights", str(weights), "--solver-seed", "5", "--transferred-lr-mult",
-                              "0.5", "--center-lr-mult", "2", "--center-filler-std", "0.1",
+                              "0.5", "--center-lr-mult", "2", "--center-filler", "gaussian",
+                              "--center-filler-std", "0.1", "--center-decay-mult", "0",
+                              "--sparseness-normalization", "sum",
                               "--geometry", "public", "--scale-label", "cpu", "--snapshot-every", "7"])
     assert training_options(args) == TrainingOptions(
         net="resnet", variant="l2_center", iters=30, batch_size=8, base_lr=0.02, stepsize=10,
-        weights=weights, seed=5, transferred_lr_mult=0.5, center_lr_mult=2.0, center_filler_std=0.1,
+        weights=weights, seed=5, transferred_lr_mult=0.5, center_lr_mult=2.0, center_filler="gaussian",
+        center_filler_std=0.1, center_decay_mult=0.0, sparseness_normalization="sum",
         geometry="public", scale="cpu", snapshot_every=7)
 
 
@@ -69,11 +72,23 @@ def test_a_config_reads_back_into_the_same_options(tmp_path):
     weights.write_bytes(b"")
     options = TrainingOptions(net="resnet", variant="l2_center", iters=30, batch_size=8, base_lr=0.02,
                               stepsize=10, weights=weights, seed=5, transferred_lr_mult=0.5,
-                              center_lr_mult=2.0, center_filler_std=0.1, geometry="public", scale="cpu")
+                              center_lr_mult=2.0, center_filler="gaussian", center_filler_std=0.1,
+                              center_decay_mult=0.0, sparseness_normalization="sum", geometry="public",
+                              scale="cpu")
     config = json.loads(json.dumps(options.config()))        # through JSON, as config.json
     again = TrainingOptions.from_config(config)
     assert again.config() == options.config() and again == options
     assert set(config) == {name for name, spec in option_specs().items() if spec.in_config}
+
+
+def test_a_center_loss_config_records_the_centers_as_trained():
+    # The center defaults changed (zeros, decay 0 -> xavier, 2): a center-loss run records
+    # them resolved, so an older run folder is refused rather than reused at the new defaults.
+    config = TrainingOptions(net="toy", variant="l2_center").config()
+    assert (config["center_filler"], config["center_decay_mult"]) == ("xavier", 2.0)
+    assert TrainingOptions(net="toy", variant="l2").config()["center_filler"] is None
+    with pytest.raises(OptionError, match="the std is the gaussian filler's"):
+        TrainingOptions(net="toy", variant="center", center_filler_std=0.5)
     # An older config.json without a later option: that option at its default.
     assert TrainingOptions.from_config({"net": "toy", "variant": "l2", "tool": "crossval"}) == \
         TrainingOptions(net="toy", variant="l2")

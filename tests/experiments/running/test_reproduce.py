@@ -36,6 +36,29 @@ def test_every_table_and_figure_has_cells_and_a_dry_run(number, capsys):
             assert Job(cell.kind, cell.net, cell.variant, cell.data, seed, cell.finetune_from) in jobs
 
 
+def test_both_sparseness_normalizations_run_every_sparseness_cell_twice(capsys):
+    # Issue 22, item 2: one Table 3 run says which reading of lambda reproduces the gain.
+    jobs = reproduce.main(["--table", "3", "--dry-run", "--sparseness-normalization", "batch", "sum"])
+    out = capsys.readouterr().out
+    sparse = [v for v in ("l2", "l1", "l2l2", "l1l1", "l2h_s", "l1h_s", "l2h_d", "l1h_d")]
+    assert len(jobs) == 18 + 2 * len(sparse)                  # softmax runs once per net
+    assert {job.normalization for job in jobs if job.variant == "softmax"} == {"batch"}
+    assert "cell resnet / l2 (sum): crossval resnet l2 on fer2013 (paper 71.91)" in out
+    assert "--name fer2013_resnet_l2_paper_s1_sum" in out and "--sparseness-normalization sum" in out
+    assert "--name fer2013_resnet_l2_paper_s1\n" in out       # batch keeps its run name
+
+
+def test_a_sum_normalization_run_records_it_and_builds_its_net(fer, tmp_path):
+    reproduce.main(["--table", "3", "--data", f"fer2013={fer}", "--runs-dir", str(tmp_path), "--scale",
+                    "smoke", "--nets", "toy", "--variants", "l2", "--sparseness-normalization", "sum"])
+    run = tmp_path / "fer2013_toy_l2_smoke_s1_sum"
+    assert json.loads((run / "config.json").read_text())["sparseness_normalization"] == "sum"
+    train_val = (run / "official" / "toy_l2_train_val.prototxt").read_text()
+    assert '\\"normalize\\": \\"none\\"' in train_val
+    table = json.loads((tmp_path / "table_3" / "table_3.json").read_text())
+    assert [(c["column"], c["normalization"]) for c in table["cells"]] == [("l2 (sum)", "sum")]
+
+
 def test_cells_fine_tuned_from_fer2013_run_after_their_parent(capsys):
     jobs = reproduce.main(["--table", "9", "--dry-run"])
     assert [job.data for job in jobs] == ["fer2013", "ckplus"] and jobs[1].parent() == jobs[0]
