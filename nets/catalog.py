@@ -12,6 +12,13 @@ LAMBDA_C = 8e-3         # center loss
 LAMBDA_WEIGHT = 1e-5    # weight sparseness (W-L2, V-L2, V-W-L2) and the c.p. penalty
 WEIGHT_DECAY = 5e-4     # the solver's weight decay (Section 3); the one place it is set
 PRUNE_RATIO = 0.3       # c.p.: 30 % of the connections removed, as [26] suggests
+# c.p. trains in two stages within ONE schedule (the budget of every other cell):
+# stage 1 (unpruned) its first two thirds, stage 2 (pruned, retrained) the last
+# third, continuing the schedule's learning rate where stage 1 left it (at the
+# paper's solver: 8,000 iterations, then 4,000 at 1e-4). Han et al. ([26])
+# retrain a pruned net at a lower rate than it was trained with; the paper
+# gives no split (docs/recipe.md).
+PRUNE_RETRAIN_SHARE = 1 / 3
 DROPOUT_RATIO = 0.5     # Table 6: p = 0.5 on the inputs of the last two FC layers
 L2NORM_ADAPTIVE_INIT = 1.0  # geometric mean of the paper's two fixed alphas (2, 0.5)
 # Eq. 8's two learning rates mu_1 (MI, the transferred trunk) and mu_2 (MII, FC1

@@ -9,7 +9,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -17,11 +17,12 @@ from tqdm import tqdm
 
 from experiments.running.caffe_train import run_caffe_train, segment_starts, snapshot_problem
 # Re-exported: TrainingOptions lived here before experiments.running.options defined each option once.
-from experiments.running.options import TrainingOptions  # noqa: F401
+from experiments.running.options import OptionError, TrainingOptions  # noqa: F401
 from experiments.running.run_folder import (TRAIN_LOG, TRAINING, UNPRUNED_STAGE, final_snapshot,
                                     remove_old_snapshots, set_aside_snapshot, snapshot_iterations,
                                     snapshot_prefix, solverstate_path)
-from nets.catalog import check_variant
+from nets.catalog import PRUNE_RETRAIN_SHARE, check_variant
+from nets.solvers import DEFAULT_MAX_ITER, PAPER_SOLVER
 from nets.experiment import file_names, render, write_experiment
 from runtime.caffe_env import import_caffe
 from runtime.files import read_json, write_json_atomic, write_text_atomic
@@ -65,15 +66,34 @@ def train_fold(fold_dir, data, options, gpu=None, label=""):
     with nothing masked (prune_ratio 0, the same L1/L2 penalty), from
     ``options.weights`` if given; stage 2 (the fold itself) starts from
     stage 1's final snapshot, where MaskedInnerProduct fixes the 30 % mask at
-    its first forward from those trained weights, and retrains with it. Both
-    stages run the same solver and resume like any training.
+    its first forward from those trained weights, and retrains with it. The
+    two stages share one schedule (``pruning_stages``), so a c.p. cell trains
+    as many iterations as every other cell; each resumes like any training.
     """
     fold_dir = Path(fold_dir)
     if check_variant(options.variant).pruning is None:
         return _train(fold_dir, data, options, options.weights, gpu, label)
-    _, trained = _train(fold_dir / UNPRUNED_STAGE, data, options, options.weights, gpu,
+    unpruned, pruned = pruning_stages(options)
+    _, trained = _train(fold_dir / UNPRUNED_STAGE, data, unpruned, options.weights, gpu,
                         f"{label} stage 1 unpruned".strip(), unpruned=True)
-    return _train(fold_dir, data, options, trained, gpu, f"{label} stage 2 pruned".strip())
+    return _train(fold_dir, data, pruned, trained, gpu, f"{label} stage 2 pruned".strip())
+
+
+def pruning_stages(options):
+    """(stage 1 options, stage 2 options): one schedule of the run's max_iter split by
+    nets.catalog.PRUNE_RETRAIN_SHARE; stage 2 continues the step schedule's learning
+    rate from where stage 1 ended (base_lr x gamma^(steps taken))."""
+    total = options.iters or DEFAULT_MAX_ITER
+    if total < 2:
+        raise OptionError(f"--iters {total}: connection pruning trains in two stages of one "
+                          "schedule; give at least 2 iterations")
+    retrain = min(total - 1, max(1, round(total * PRUNE_RETRAIN_SHARE)))
+    first = total - retrain
+    stepsize = options.stepsize or PAPER_SOLVER["stepsize"]
+    base_lr = options.base_lr or PAPER_SOLVER["base_lr"]
+    continued = base_lr * PAPER_SOLVER["gamma"] ** (first // stepsize)
+    return (replace(options, iters=first),
+            replace(options, iters=retrain, base_lr=continued))
 
 
 def _generated(folder, options):

@@ -21,6 +21,7 @@ from tests.prepared_fixture import build_prepared_dataset
 from tools import crossval
 
 ITERS, EVERY = 300, 50
+STAGE1, STAGE2 = 200, 100           # one schedule: two thirds unpruned, the last third pruned
 LOSS_LINE = re.compile(r"Iteration (\d+) \(")
 
 
@@ -44,8 +45,8 @@ def _command(prepared, runs, variant):
 
 
 def _check_mask(fold, layer_name):
-    stage1 = _weights(fold / "unpruned" / f"snapshot_iter_{ITERS}.caffemodel", layer_name)
-    stage2 = _weights(fold / f"snapshot_iter_{ITERS}.caffemodel", layer_name)
+    stage1 = _weights(fold / "unpruned" / f"snapshot_iter_{STAGE1}.caffemodel", layer_name)
+    stage2 = _weights(fold / f"snapshot_iter_{STAGE2}.caffemodel", layer_name)
     # Stage 1 pruned nothing; stage 2 pruned exactly the 30 % smallest of stage 1's final weights.
     assert np.count_nonzero(stage1 == 0) == 0
     expected_pruned = ~magnitude_mask(stage1, PRUNE_RATIO)
@@ -54,7 +55,11 @@ def _check_mask(fold, layer_name):
     # ... and the kept weights were retrained from stage 1's values.
     assert not np.array_equal(stage2[~expected_pruned], stage1[~expected_pruned])
     assert read_json(fold / "training.json")["weights"] == str(
-        fold / "unpruned" / f"snapshot_iter_{ITERS}.caffemodel")
+        fold / "unpruned" / f"snapshot_iter_{STAGE1}.caffemodel")
+    # The two stages share the run's one schedule (issue 22, item 5).
+    assert read_json(fold / "unpruned" / "training.json")["iterations"] == STAGE1
+    assert read_json(fold / "training.json")["iterations"] == STAGE2
+    assert STAGE1 + STAGE2 == ITERS
 
 
 def test_a_kill_in_stage_2_resumes_there_and_the_mask_comes_from_stage_1(prepared, tmp_path):
@@ -70,10 +75,10 @@ def test_a_kill_in_stage_2_resumes_there_and_the_mask_comes_from_stage_1(prepare
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (fold / f"snapshot_iter_{ITERS}.caffemodel").is_file(), "killed too late"
+    assert not (fold / f"snapshot_iter_{STAGE2}.caffemodel").is_file(), "killed too late"
     stage1 = fold / "unpruned"
     before = {name: (stage1 / name).stat().st_mtime_ns
-              for name in ("training.json", "train.log", f"snapshot_iter_{ITERS}.caffemodel")}
+              for name in ("training.json", "train.log", f"snapshot_iter_{STAGE1}.caffemodel")}
 
     crossval.main(cmd[2:])
     assert {name: (stage1 / name).stat().st_mtime_ns for name in before} == before
@@ -82,6 +87,17 @@ def test_a_kill_in_stage_2_resumes_there_and_the_mask_comes_from_stage_1(prepare
     assert len(starts) == 2 and starts[0] == 0 and starts[1] >= EVERY
     assert (fold / "result.json").is_file()
     _check_mask(fold, roles("toy", num_classes=6, input_size=48).classifier_layer)
+
+
+def test_the_stages_continue_one_learning_rate_schedule():
+    from experiments.running.options import TrainingOptions
+    from experiments.running.training import pruning_stages
+    first, second = pruning_stages(TrainingOptions(net="resnet", variant="w_l2_cp"))
+    assert (first.iters, second.iters) == (8000, 4000)          # the paper's 12,000 in one schedule
+    assert first.base_lr is None and second.base_lr == pytest.approx(1e-4)   # two steps taken
+    first, second = pruning_stages(TrainingOptions(net="toy", variant="w_l2_cp", iters=30, stepsize=10,
+                                                   base_lr=0.1))
+    assert (first.iters, second.iters, second.base_lr) == (20, 10, pytest.approx(0.001))
 
 
 def test_pruning_v_with_l1_masks_fc1_from_its_trained_weights(prepared, tmp_path):
