@@ -19,7 +19,9 @@ export"). Mapping, per Caffe layer type (TEST phase):
     Softmax          Softmax
     Python           caffe_layers.pruning.MaskedInnerProduct: Flatten + Gemm with the
                      masked weights; caffe_layers.l2_norm.L2Normalize: alpha * x /
-                     sqrt(sum(x^2) + eps), alpha fixed or read from the caffemodel
+                     sqrt(sum(x^2) + eps), alpha fixed or read from the caffemodel;
+                     caffe_layers.normface.NormalizedInnerProduct: Flatten + Gemm with
+                     each class's weights normalised at export, no bias
 
 Every ONNX tensor is named after the Caffe blob it holds; an in-place layer's
 result (Caffe reuses the blob name) is named ``<blob>/<layer>``. The graph's
@@ -58,9 +60,12 @@ TRAINING_ONLY_PYTHON = {("caffe_layers.sparseness", "FeatureSparsenessLoss"),
                         ("caffe_layers.center_loss", "CenterLoss")}
 L2_NORMALIZE = ("caffe_layers.l2_norm", "L2Normalize")
 MASKED_INNER_PRODUCT = ("caffe_layers.pruning", "MaskedInnerProduct")
+NORMALIZED_INNER_PRODUCT = ("caffe_layers.normface", "NormalizedInnerProduct")
+EXPORTED_PYTHON = (L2_NORMALIZE, MASKED_INNER_PRODUCT, NORMALIZED_INNER_PRODUCT)
 # param_str defaults of the two Python layers (caffe_layers/l2_norm.py, pruning.py SCHEMA).
 L2_DEFAULTS = {"alpha": 1.0, "learn_alpha": False, "eps": 1e-6}
 MASKED_DEFAULTS = {"prune_ratio": 0.3, "bias_term": True}
+NORMALIZED_DEFAULTS = {"eps": 1e-12}
 
 
 class OnnxExportError(ValueError):
@@ -131,12 +136,12 @@ def check_layers(net_param, source):
                 "deploy net (the *_deploy.prototxt that nets/ writes beside the train/val net), "
                 "which has no data, label or loss layers")
         supported = (layer.type in _CONVERTERS or (layer.type == "Python" and _python_kind(layer)
-                                                   in (L2_NORMALIZE, MASKED_INNER_PRODUCT)))
+                                                   in EXPORTED_PYTHON))
         if not supported:
             raise OnnxExportError(
                 f"error: {source}: layer {layer.name!r} has type {kind}, which the ONNX export does "
                 f"not map; supported: {', '.join(sorted(_CONVERTERS))}, Python "
-                f"{'.'.join(L2_NORMALIZE)} and {'.'.join(MASKED_INNER_PRODUCT)}")
+                + ", ".join(".".join(kind) for kind in EXPORTED_PYTHON))
 
 
 class _Graph:
@@ -441,9 +446,21 @@ def _convert_l2_normalize(g, layer, weights, source):
         g.node("Reshape", [scaled, back], [g.output(layer.top[0], name)], name)
 
 
+def _convert_normalized_inner_product(g, layer, weights, source):
+    params = _python_params(layer, NORMALIZED_DEFAULTS)
+    inputs = int(np.prod(g.shapes[layer.bottom[0]][1:]))
+    (matrix,) = _params(layer, weights, 1, source)
+    matrix = _shaped(matrix, [int(params["num_output"]), inputs], layer, source)
+    unit, _ = functional.normalized_rows(matrix, params["eps"])   # the layer's own normalisation
+    _gemm(g, layer, unit, None, 1, False, source)
+
+
 def _convert_python(g, layer, weights, source):
-    if _python_kind(layer) == L2_NORMALIZE:
+    kind = _python_kind(layer)
+    if kind == L2_NORMALIZE:
         _convert_l2_normalize(g, layer, weights, source)
+    elif kind == NORMALIZED_INNER_PRODUCT:
+        _convert_normalized_inner_product(g, layer, weights, source)
     else:
         _convert_masked_inner_product(g, layer, weights, source)
 

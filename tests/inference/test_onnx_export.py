@@ -33,8 +33,9 @@ from tools import export_onnx as export_tool
 
 # One variant per distinct deploy forward pass (checked by test_representatives_cover_every_variant):
 # plain softmax (= every loss-only variant), c.p. of W and of V, fixed alpha 2 and 0.5, learned
-# alpha, dropout (+ center loss).
+# alpha, NormFace (learned alpha and normalised class weights), dropout (+ center loss).
 REPRESENTATIVES = ["softmax", "w_l2_cp", "v_l1_cp", "l2norm_a2", "l2norm_a05", "l2norm_adaptive",
+                   "l2norm_normface",
                    "dropout_l2_center"]
 # VGG at 72: every variant at a tenth of the cost, and pooling 9 -> 5 -> 3 exercises Caffe's ceil
 # rounding; the committed 224 once. ResNet and the toy net at their committed sizes.
@@ -100,6 +101,10 @@ def scale_classifier(net, net_param, batch):
     (classifier,) = [layer for layer in net_param.layer if logits in layer.top]
     forward(net, batch)
     factor = 3.0 / float(net.blobs[logits].data.std())
+    if classifier.python_param.layer == "NormalizedInnerProduct":
+        # Its logits ignore the weights' norm: scale the learned alpha of the L2Normalize before it.
+        (norm,) = [layer for layer in net_param.layer if classifier.bottom[0] in layer.top]
+        classifier = norm
     for blob in net.params[classifier.name]:
         blob.data[...] *= factor
 
