@@ -30,6 +30,7 @@ from tqdm import tqdm
 from data_prep.alignment import GRAY_MODES, LANDMARK_MODELS, crop_offsets
 from data_prep.audit import PARTS, AuditError, build_audit, summary_lines
 from data_prep.face_template import load_template
+from data_prep.framing import load_fer2013_framing
 from data_prep.folds import (SPLIT_METHODS, ckplus_standard_folds, fold_splits, official_split,
                              stratified_subject_folds)
 from data_prep.items import DatasetLayoutError, Skip, natural_key
@@ -283,6 +284,10 @@ def build_manifest(args, collected, splits, summaries, template, audit_entry, st
         "alignment": {"method": args.align, "landmark_model": args.landmark_model,
                       "fallback": args.fallback, "gray": args.gray, "crop_shift": args.crop_shift,
                       "detect_min_side": args.detect_min_side, "detect_max_side": args.detect_max_side},
+        # How the database's ready-cut images frame a face (data_prep/framing.py): inference cuts
+        # the same frame around a face it detects in a photo. Measured for FER2013 only.
+        "framing": (load_fer2013_framing().as_dict()
+                    if args.align == "none" and args.dataset == "fer2013" else None),
         "skipped": [skip.as_dict() for skip in collected.skipped],
         "fallbacks": collected.fallbacks,
         "duplicates": collected.duplicates,

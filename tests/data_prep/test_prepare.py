@@ -14,6 +14,7 @@ from skimage import data as skimage_data
 
 from data_prep.alignment import FaceAligner
 from data_prep.face_template import load_template
+from data_prep.framing import load_fer2013_framing
 from data_prep.items import Item
 from data_prep.lmdb_io import read_lmdb
 from data_prep.pipeline import ImageError, decode_item
@@ -232,6 +233,8 @@ def test_fer2013_official_split_stores_the_pixels(tmp_path, rng):
     assert manifest["duplicates"] == [{"source": f"{tmp_path / 'fer2013.csv'}:line 8",
                                        "duplicate_of": f"{tmp_path / 'fer2013.csv'}:line 2",
                                        "action": "keep (with a different label, 0 vs 6)"}]
+    # FER2013's framing (measured, data_prep/fer2013_framing.json) travels with the model for photos.
+    assert manifest["framing"] == load_fer2013_framing().as_dict()
     # not aligned (as in the paper), resized 48 -> 48: the stored image is the csv row itself
     test = lmdb_dict(tmp_path / "out" / "official" / "test_lmdb")
     entries = json.loads((tmp_path / "out" / "official" / "test_items.json").read_text())
