@@ -161,3 +161,14 @@ def check_finite(layer, what, array):
         f"{describe(layer)}: {what} holds {nans} NaN and {infs} Inf values (of {array.size}); "
         f"training has diverged upstream (lower base_lr, check the input data) - "
         f"refusing to go on with non-finite values")
+
+
+def reshape_inner_product(layer, bottom, top, num_output):
+    """An inner-product layer's reshape: bottom N x ... flattened to N x K must match the weights
+    (blobs[0], num_output x K), else LayerInputError; top becomes N x num_output."""
+    num = bottom[0].data.shape[0]
+    inputs = bottom[0].count // num
+    if inputs != layer.blobs[0].data.shape[1]:
+        raise LayerInputError(f"{describe(layer)}: input has {inputs} values per sample but the "
+                              f"weights expect {layer.blobs[0].data.shape[1]}")
+    top[0].reshape(num, num_output)

@@ -2,8 +2,7 @@
 import numpy as np
 
 from caffe_layers import functional
-from caffe_layers.params import (LayerInputError, Param, check_counts, check_finite, describe,
-                                 parse_params)
+from caffe_layers.params import Param, check_counts, check_finite, parse_params, reshape_inner_product
 from runtime.caffe_env import import_caffe
 
 caffe = import_caffe()
@@ -72,12 +71,7 @@ class MaskedInnerProduct(caffe.Layer):
             self.blobs[1].data[...] = self.params.bias_filler_value
 
     def reshape(self, bottom, top):
-        num = bottom[0].data.shape[0]
-        inputs = bottom[0].count // num
-        if inputs != self.blobs[0].data.shape[1]:
-            raise LayerInputError(f"{describe(self)}: input has {inputs} values per sample but the "
-                                  f"weights expect {self.blobs[0].data.shape[1]}")
-        top[0].reshape(num, self.params.num_output)
+        reshape_inner_product(self, bottom, top, self.params.num_output)
 
     def _prune(self):
         weights = self.blobs[0].data
