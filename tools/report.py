@@ -5,11 +5,16 @@
 
 Sections: accuracies beside the paper's Tables 3, 5, 6 and 7; sensitivity,
 specificity and AUC beside Table 4; the cross-database matrix beside Table 12;
-RespondRatio beside Table 2; the runs' plots (experiments/reporting/report.py).
+RespondRatio beside Table 2; the protocol checks; the runs' plots
+(experiments/reporting/report.py). Folders that are not run folders (a glob
+such as runs/* also matches the main job's folder) are skipped, each named
+with the reason; the command fails only when no run folder is left.
 """
 import argparse
+import sys
 from pathlib import Path
 
+from experiments.reporting.common import split_run_folders
 from experiments.reporting.report import build_report
 
 
@@ -20,11 +25,19 @@ def main(argv=None):
                         help="report path (default: report.md beside the first run folder)")
     parser.add_argument("--title", default="Results beside the paper")
     args = parser.parse_args(argv)
-    out = args.out or args.runs[0].parent / "report.md"
-    build_report(args.runs, out, args.title)
+    runs, skipped = split_run_folders(args.runs)
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(args.runs)} path(s), not run folders:")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+    if not runs:
+        parser.error("none of the paths is a run folder (a folder with config.json, written by "
+                     "tools/crossval.py, tools/crossdb.py or tools/reproduce.py); pass run folders")
+    out = args.out or runs[0].parent / "report.md"
+    build_report(runs, out, args.title)
     print(f"report: {out}")
     return out
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main() else 1)

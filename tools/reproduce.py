@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from experiments.running import reproduce
-from experiments.analysis.protocol import check_dataset
 from experiments.reporting.table_report import cell_results, write_table
 from experiments.paper.tables import TABLES
 from nets.catalog import NETS, VARIANTS
@@ -97,16 +96,12 @@ def main(argv=None):
                               executor=executor)
     run_dirs_of = lambda cell: [done[reproduce.Job(cell.kind, cell.net, cell.variant, cell.data, seed,
                                                    cell.finetune_from)] for seed in seeds]
+    reproduce.store_table_analyses(table, [run_dir for cell in cells for run_dir in run_dirs_of(cell)])
     rows = cell_results(table, cells, run_dirs_of)
-    checks = {}
-    for name in sorted(needed):
-        for dataset in folders[name]:
-            if dataset.image_size in {NETS[c.net].input_size for c in cells}:
-                checks[f"{name} ({dataset.image_size} px)"] = check_dataset(dataset.root, progress=True)
     reference = reproduce.reference_net(list(table.cells)) if args.nets else None
     path = write_table(table, rows, args.out or args.runs_dir / f"table_{table.number}",
                        [reproduce.job_command(job, scale, args.runs_dir, folders) for job in jobs],
-                       scale, checks, reference=reference)
+                       scale, reference=reference)
     print(f"table: {path}")
     return path
 

@@ -196,6 +196,7 @@ def test_the_report_writes_the_protocol_checks(tmp_path):
     write_run_config(run, data, ["fold_00", "fold_01"])
     for fold in ("fold_00", "fold_01"):
         write_trained_fold(run / fold, data, fold, "test")
+    protocol.write_run_checks(run)          # what crossval does when a run finishes
     runs = [report.load_run(run)]
     checks = report.collect_protocol(runs)
     text = "\n".join(report.protocol_section(checks))
@@ -205,7 +206,8 @@ def test_the_report_writes_the_protocol_checks(tmp_path):
     assert "| fold_00 | train/test | 24 | 0 (0) | 0 |" in text
     assert "- tiny_toy_softmax: the final snapshot (iteration 20) of every fold was scored" in text
     (run / "fold_01" / "training.json").unlink()
-    text = "\n".join(report.protocol_section(report.collect_protocol(runs)))
+    protocol.write_run_checks(run)
+    text = "\n".join(report.protocol_section(report.collect_protocol([report.load_run(run)])))
     assert "- tiny_toy_softmax: not checked: " in text and "fold_01/training.json is missing" in text
     # A cross-database run's training and test databases are both checked.
     other = build_prepared_dataset(tmp_path / "other", folds=2, subjects=4, dataset="other")
