@@ -69,8 +69,8 @@ def confusion_text(class_names, confusion):
     labelled with its class."""
     labels = class_abbreviations(class_names)
     width = max(5, *(len(label) for label in labels))
-    lines = [" " * (width + 2) + "true \\ predicted",
-             " " * (width + 2) + " ".join(f"{label:>{width}}" for label in labels)]
+    indent = " " * (width + 3)      # under the row labels
+    lines = [indent + "true \\ predicted", indent + " ".join(f"{label:>{width}}" for label in labels)]
     lines += [f"  {label:>{width}} " + " ".join(f"{int(v):{width}d}" for v in row)
               for label, row in zip(labels, confusion)]
     return lines

@@ -201,32 +201,36 @@ def significance_section(rows):
                      f"| {_spread(st['mean_over_folds'], st['std_over_folds'])} "
                      f"| {_spread(st['mean_over_seeds'], st['std_over_seeds'])} | {ci} | {st['ci_over']} |")
     compared = [row for row in rows if "comparison" in row or "comparison_error" in row]
-    if compared:
-        lines += ["", "### Against the baseline", "",
-                  "Exact McNemar test on the same test images (matched by split and item): the images "
-                  "only this cell gets right against those only the baseline gets right. With several "
-                  "seeds each seed is tested against the baseline's run of the same seed and the largest "
-                  "p-value is shown. Within noise: p >= 0.05 (or seeds disagreeing in direction); where "
-                  "no paired test is possible, overlapping intervals.", "",
-                  "| runs | dataset | net | variant | baseline | difference (points) | only this / only "
-                  "baseline right | McNemar p | within noise |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for row in compared:
-            head = _cell_head(row)
-            if "comparison_error" in row:
-                lines.append(head + f"| – | – | – | – | not comparable: {row['comparison_error']} |")
-                continue
-            comparison = row["comparison"]
-            test = comparison["test"]
-            base = read_config(comparison["baseline"]["runs"][0])["variant"]
-            discordant = ("–" if test is None else ", ".join(
-                f"{pair['only_run_correct']} / {pair['only_baseline_correct']}" for pair in test["pairs"]))
-            p_value = "–" if test is None else f"{test['p_value']:.3g}"
-            mark = ("–" if comparison["within_noise"] is None
-                    else f"yes ({comparison['reason']})" if comparison["within_noise"]
-                    else f"**no** ({comparison['reason']})")
-            lines.append(head + f"| {base} | {100 * comparison['difference']:+.2f} | {discordant} "
-                         f"| {p_value} | {mark} |")
+    return lines + (["", *_baseline_lines(compared)] if compared else [])
+
+
+def _baseline_lines(compared):
+    """The "Against the baseline" table: each compared cell's McNemar test and noise mark."""
+    lines = ["### Against the baseline", "",
+             "Exact McNemar test on the same test images (matched by split and item): the images "
+             "only this cell gets right against those only the baseline gets right. With several "
+             "seeds each seed is tested against the baseline's run of the same seed and the largest "
+             "p-value is shown. Within noise: p >= 0.05 (or seeds disagreeing in direction); where "
+             "no paired test is possible, overlapping intervals.", "",
+             "| runs | dataset | net | variant | baseline | difference (points) | only this / only "
+             "baseline right | McNemar p | within noise |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in compared:
+        head = _cell_head(row)
+        if "comparison_error" in row:
+            lines.append(head + f"| – | – | – | – | not comparable: {row['comparison_error']} |")
+            continue
+        comparison = row["comparison"]
+        test = comparison["test"]
+        base = read_config(comparison["baseline"]["runs"][0])["variant"]
+        discordant = ("–" if test is None else ", ".join(
+            f"{pair['only_run_correct']} / {pair['only_baseline_correct']}" for pair in test["pairs"]))
+        p_value = "–" if test is None else f"{test['p_value']:.3g}"
+        mark = ("–" if comparison["within_noise"] is None
+                else f"yes ({comparison['reason']})" if comparison["within_noise"]
+                else f"**no** ({comparison['reason']})")
+        lines.append(head + f"| {base} | {100 * comparison['difference']:+.2f} | {discordant} "
+                     f"| {p_value} | {mark} |")
     return lines
 
 
