@@ -50,9 +50,12 @@ def split_run_folders(paths):
             runs.append(path)
         elif not path.is_dir():
             skipped.append((path, "not a folder"))
-        elif any((child / CONFIG).is_file() for child in sorted((path / "runs").glob("*"))):
+        elif any((child / CONFIG).is_file() for child in (path / "runs").glob("*")):
             skipped.append((path, f"no {CONFIG}; it holds run folders in {path / 'runs'} "
                                   f"(the main job's layout): pass {path / 'runs'}/* to report them"))
+        elif any((child / CONFIG).is_file() for child in path.glob("*")):
+            skipped.append((path, f"no {CONFIG}; it holds run folders (tools/reproduce.py's "
+                                  f"--runs-dir layout): pass {path}/* to report them"))
         else:
             skipped.append((path, f"no {CONFIG}, so not a run folder"))
     return runs, skipped

@@ -107,18 +107,21 @@ def test_tools_report_skips_and_counts_folders_that_are_not_runs(tmp_path, capsy
     runs = tmp_path / "runs"
     run = write_run(runs / "tiny_toy_l2", {"fold_00": ([0, 1], [0, 1])})
     main_job_run = write_run(runs / "main" / "runs" / "synthetic_toy_l2", {"fold_00": ([0, 1], [1, 1])})
+    write_run(runs / "reproduce" / "tiny_toy_l2_smoke_s1", {"fold_00": ([0, 1], [1, 1])})
     (runs / "table_3").mkdir()
     (runs / "notes.txt").write_text("x")
     out = report_tool.main([str(p) for p in sorted(runs.iterdir())])   # what the shell makes of runs/*
     text = out.read_text()
     assert out == runs / "report.md" and "| tiny_toy_l2 | tiny | toy | l2 |" in text
     printed = capsys.readouterr().out
-    assert "skipped 3 of 4 path(s), not run folders:" in printed
+    assert "skipped 4 of 5 path(s), not run folders:" in printed
+    assert f"  {runs / 'reproduce'}: no config.json; it holds run folders" in printed
+    assert f"pass {runs / 'reproduce'}/* to report them" in printed
     assert f"  {runs / 'main'}: no config.json; it holds run folders in {runs / 'main' / 'runs'}" in printed
     assert f"pass {runs / 'main' / 'runs'}/*" in printed
     assert f"  {runs / 'table_3'}: no config.json, so not a run folder" in printed
     assert f"  {runs / 'notes.txt'}: not a folder" in printed
-    assert main_job_run.name not in text and run.name in text
+    assert main_job_run.name not in text and "smoke_s1" not in text and run.name in text
     with pytest.raises(SystemExit) as stopped:
         report_tool.main([str(runs / "table_3")])
     assert stopped.value.code == 2
