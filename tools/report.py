@@ -6,9 +6,10 @@
 Sections: accuracies beside the paper's Tables 3, 5, 6 and 7; sensitivity,
 specificity and AUC beside Table 4; the cross-database matrix beside Table 12;
 RespondRatio beside Table 2; the protocol checks; the runs' plots
-(experiments/reporting/report.py). Folders that are not run folders (a glob
-such as runs/* also matches the main job's folder) are skipped, each named
-with the reason; the command fails only when no run folder is left.
+(experiments/reporting/report.py). A glob such as runs/* also matches
+folders that are not runs: the main job's folder and a folder of run folders
+stand for the runs they hold, anything else is skipped, each with a line that
+says so; the command fails only when no run folder is left.
 """
 import argparse
 import sys
@@ -22,18 +23,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("--out", type=Path, default=None,
-                        help="report path (default: report.md beside the first run folder)")
+                        help="report path (default: report.md beside the first path given)")
     parser.add_argument("--title", default="Results beside the paper")
     args = parser.parse_args(argv)
-    runs, skipped = split_run_folders(args.runs)
+    runs, expanded, skipped = split_run_folders(args.runs)
+    for folder, found in expanded:
+        print(f"{folder}: not a run folder; reporting the {len(found)} run folder(s) it holds "
+              f"({', '.join(str(run) for run in found)})")
     if skipped:
-        print(f"skipped {len(skipped)} of {len(args.runs)} path(s), not run folders:")
+        print(f"skipped {len(skipped)} of {len(args.runs)} path(s), neither run folders nor folders of runs:")
         for path, reason in skipped:
             print(f"  {path}: {reason}")
     if not runs:
-        parser.error("none of the paths is a run folder (a folder with config.json, written by "
+        parser.error("none of the paths is or holds a run folder (a folder with config.json, written by "
                      "tools/crossval.py, tools/crossdb.py or tools/reproduce.py); pass run folders")
-    out = args.out or runs[0].parent / "report.md"
+    out = args.out or args.runs[0].parent / "report.md"
     build_report(runs, out, args.title)
     print(f"report: {out}")
     return out

@@ -37,28 +37,32 @@ def load_run(run_dir):
             "respond_ratio": _stored(run_dir, RESPOND_RATIO), "protocol": _stored(run_dir, PROTOCOL)}
 
 
-def split_run_folders(paths):
-    """``paths`` split into run folders and the others: (run folders, [(path, why it was skipped)]).
+def _run_folders_in(folder):
+    return sorted(child for child in folder.glob("*") if (child / CONFIG).is_file())
 
-    A shell glob such as ``runs/*`` also matches folders that are not runs: the
-    main job's folder (its runs are in ``<folder>/runs/``), a table's output
-    folder, a file. They are skipped with the reason rather than failing the report.
+
+def split_run_folders(paths):
+    """The run folders ``paths`` name: (run folders, [(folder, the run folders found in it)],
+    [(path, why it was skipped)]).
+
+    A shell glob such as ``runs/*`` also matches folders that are not runs.
+    The main job's folder (its runs in ``<folder>/runs/``) and a folder of run
+    folders (tools/reproduce.py's ``--runs-dir``) stand for the runs they hold;
+    anything else (a table's output folder, a file) is skipped with the reason.
     """
-    runs, skipped = [], []
+    runs, expanded, skipped = [], [], []
     for path in map(Path, paths):
         if (path / CONFIG).is_file():
             runs.append(path)
         elif not path.is_dir():
             skipped.append((path, "not a folder"))
-        elif any((child / CONFIG).is_file() for child in (path / "runs").glob("*")):
-            skipped.append((path, f"no {CONFIG}; it holds run folders in {path / 'runs'} "
-                                  f"(the main job's layout): pass {path / 'runs'}/* to report them"))
-        elif any((child / CONFIG).is_file() for child in path.glob("*")):
-            skipped.append((path, f"no {CONFIG}; it holds run folders (tools/reproduce.py's "
-                                  f"--runs-dir layout): pass {path}/* to report them"))
+        elif _run_folders_in(path / "runs") or _run_folders_in(path):
+            found = _run_folders_in(path / "runs") or _run_folders_in(path)
+            expanded.append((path, found))
+            runs.extend(found)
         else:
-            skipped.append((path, f"no {CONFIG}, so not a run folder"))
-    return runs, skipped
+            skipped.append((path, f"no {CONFIG} and no run folders in it"))
+    return list(dict.fromkeys(runs)), expanded, skipped
 
 
 def class_abbreviations(names):

@@ -103,26 +103,33 @@ def test_print_summary_prints_the_confusion_with_headers(capsys):
     assert out[header + 1].split() == ["An", "3", "1"] and out[header + 2].split() == ["Fe", "2", "2"]
 
 
-def test_tools_report_skips_and_counts_folders_that_are_not_runs(tmp_path, capsys):
+def test_tools_report_on_runs_star_reports_the_main_job_and_skips_what_is_not_a_run(tmp_path, capsys):
     runs = tmp_path / "runs"
     run = write_run(runs / "tiny_toy_l2", {"fold_00": ([0, 1], [0, 1])})
     main_job_run = write_run(runs / "main" / "runs" / "synthetic_toy_l2", {"fold_00": ([0, 1], [1, 1])})
-    write_run(runs / "reproduce" / "tiny_toy_l2_smoke_s1", {"fold_00": ([0, 1], [1, 1])})
+    (runs / "main" / "synthetic").mkdir()                                # the main job's prepared data
+    reproduced = write_run(runs / "reproduce" / "tiny_toy_l2_smoke_s1", {"fold_00": ([0, 1], [1, 1])})
+    (runs / "reproduce" / "table_3").mkdir()
     (runs / "table_3").mkdir()
     (runs / "notes.txt").write_text("x")
     out = report_tool.main([str(p) for p in sorted(runs.iterdir())])   # what the shell makes of runs/*
     text = out.read_text()
-    assert out == runs / "report.md" and "| tiny_toy_l2 | tiny | toy | l2 |" in text
+    assert out == runs / "report.md"
+    for name in (run.name, main_job_run.name, reproduced.name):
+        assert f"| {name} | tiny | toy | l2 |" in text
     printed = capsys.readouterr().out
-    assert "skipped 4 of 5 path(s), not run folders:" in printed
-    assert f"  {runs / 'reproduce'}: no config.json; it holds run folders" in printed
-    assert f"pass {runs / 'reproduce'}/* to report them" in printed
-    assert f"  {runs / 'main'}: no config.json; it holds run folders in {runs / 'main' / 'runs'}" in printed
-    assert f"pass {runs / 'main' / 'runs'}/*" in printed
-    assert f"  {runs / 'table_3'}: no config.json, so not a run folder" in printed
+    assert (f"{runs / 'main'}: not a run folder; reporting the 1 run folder(s) it holds "
+            f"({main_job_run})") in printed
+    assert f"{runs / 'reproduce'}: not a run folder; reporting the 1 run folder(s) it holds" in printed
+    assert "skipped 2 of 5 path(s), neither run folders nor folders of runs:" in printed
+    assert f"  {runs / 'table_3'}: no config.json and no run folders in it" in printed
     assert f"  {runs / 'notes.txt'}: not a folder" in printed
-    assert main_job_run.name not in text and "smoke_s1" not in text and run.name in text
+
+    # Only the main job has run: runs/* reports its runs.
+    only_main = tmp_path / "only"
+    write_run(only_main / "main" / "runs" / "synthetic_toy_softmax", {"fold_00": ([0, 1], [1, 1])})
+    assert "| synthetic_toy_softmax |" in report_tool.main([str(only_main / "main")]).read_text()
     with pytest.raises(SystemExit) as stopped:
         report_tool.main([str(runs / "table_3")])
     assert stopped.value.code == 2
-    assert "none of the paths is a run folder" in capsys.readouterr().err
+    assert "none of the paths is or holds a run folder" in capsys.readouterr().err
