@@ -96,7 +96,7 @@ def test_the_printed_confusion_matrix_has_class_headers():
 
 def test_print_summary_prints_the_confusion_with_headers(capsys):
     from experiments.running.crossval import print_summary
-    print_summary("run", "runs/run", {"mean_accuracy": 0.5, "std_accuracy": 0.0, "folds": ["fold_00"],
+    print_summary("run", "runs/run", {"mean_accuracy": 0.5, "std_accuracy": 0.0, "pooled_accuracy": 0.5, "folds": ["fold_00"],
                                       "classes": ["anger", "fear"], "pooled": {"confusion": [[3, 1], [2, 2]]}})
     out = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(out) if line.split() == ["An", "Fe"])
