@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from experiments.running import reproduce
-from experiments.analysis.protocol import check_dataset
 from experiments.reporting.table_report import cell_results, write_table
 from experiments.paper.tables import TABLES
 from nets.catalog import NETS, SPARSENESS_NORMALIZATION, SPARSENESS_NORMALIZATIONS, VARIANTS
@@ -115,16 +114,12 @@ def _reproduce(args):
     done = reproduce.run_jobs(jobs, scale, args.runs_dir, args.data, parallel=args.jobs, gpus=gpus,
                               executor=executor)
     run_dirs_of = lambda cell: [done[reproduce.job_of(cell, seed)] for seed in seeds]
+    reproduce.store_table_analyses(table, [run_dir for cell in cells for run_dir in run_dirs_of(cell)])
     rows = cell_results(table, cells, run_dirs_of)
-    checks = {}
-    for name in sorted(needed):
-        for dataset in folders[name]:
-            if dataset.image_size in {NETS[c.net].input_size for c in cells}:
-                checks[f"{name} ({dataset.image_size} px)"] = check_dataset(dataset.root, progress=True)
     reference = reproduce.reference_net(list(table.cells)) if args.nets else None
     path = write_table(table, rows, args.out or args.runs_dir / f"table_{table.number}",
                        [reproduce.job_command(job, scale, args.runs_dir, folders) for job in jobs],
-                       scale, checks, reference=reference)
+                       scale, reference=reference)
     print(f"table: {path}")
     return path
 

@@ -13,6 +13,10 @@ Of a prepared dataset (``check_dataset``):
 Of a run folder (``model_selection``): which data each fold's training
 watched, which snapshot was scored, and so that nothing was chosen on the test
 part; read from the run's config and fold files, never assumed.
+
+``write_run_checks`` computes both for a finished run and stores them as the
+run folder's ``protocol.json`` (experiments/running/run_folder.py), so that
+reports render them without hashing an image.
 """
 import hashlib
 import json
@@ -28,9 +32,10 @@ from tqdm import tqdm
 from data_prep.lmdb_io import lmdb_keys, read_lmdb
 from data_prep.prepared import ITEMS, MANIFEST, PreparedDataset, lmdb_name, parse_key
 from experiments.running.evaluation import test_source
-from experiments.running.run_folder import RESULT, TRAINING, read_config, read_summary, snapshot_path
+from experiments.running.run_folder import (PROTOCOL, RESULT, TRAINING, read_config, read_summary,
+                                            snapshot_path)
 from nets.experiment import file_names
-from runtime.files import read_json
+from runtime.files import read_json, write_json_atomic
 
 # pHash bits (of 64) two images may differ in and still count as near-duplicates. Chosen on
 # FER2013 (docs/statistics.md): pairs 2 or 4 bits apart were the same photograph, slightly
@@ -260,11 +265,13 @@ def duplicates(root, near_bits=NEAR_DUPLICATE_BITS, images="auto", progress=True
 
 
 def check_dataset(root, near_bits=NEAR_DUPLICATE_BITS, images="auto", progress=True, workers=None):
-    """Every protocol check of a prepared dataset, as plain JSON-ready values."""
+    """Every protocol check of a prepared dataset, as plain JSON-ready values, with the
+    data-quality audit prepare recorded (data_prep/audit.py; None if it recorded none)."""
     dataset = PreparedDataset.open(root)
     return {"root": str(dataset.root), "dataset": dataset.name, "hashes": manifest_hashes(root),
             "subjects": subject_disjointness(root),
-            "duplicates": duplicates(root, near_bits, images, progress, workers=workers)}
+            "duplicates": duplicates(root, near_bits, images, progress, workers=workers),
+            "audit": dataset.manifest.get("audit")}
 
 
 def _watched_part(train_val_path):
@@ -276,11 +283,20 @@ def _watched_part(train_val_path):
     return None, str(source)
 
 
+# Solver fields that differ from fold to fold by construction and cannot select on test:
+# paths, and test_iter, which follows the size of the part each fold's training watches.
+FOLD_DEPENDENT_SOLVER_FIELDS = ("net", "train_net", "test_net", "snapshot_prefix", "test_iter")
+
+
 def _solver_settings(solver_path):
-    """The solver's lines without paths, which differ from fold to fold by construction."""
-    return [line for line in Path(solver_path).read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-            and not line.split(":")[0].strip() in ("net", "train_net", "test_net", "snapshot_prefix")]
+    """The solver's fields that could select on test: {field: [values]}, the fold-dependent ones left out."""
+    settings = {}
+    for line in Path(solver_path).read_text().splitlines():
+        field, sep, value = line.partition(":")
+        field = field.strip()
+        if sep and field and not field.startswith("#") and field not in FOLD_DEPENDENT_SOLVER_FIELDS:
+            settings.setdefault(field, []).append(value.strip())
+    return settings
 
 
 def model_selection(run_dir):
@@ -313,7 +329,10 @@ def model_selection(run_dir):
                       "validation_scored": (fold_dir / "validation" / RESULT).is_file(),
                       "scored_snapshot": result.get("snapshot"), "final_snapshot": final,
                       "final": result.get("snapshot") == final, "iterations": training["iterations"]})
-    same_solver = all(s == next(iter(solvers.values())) for s in solvers.values())
+    first = next(iter(solvers.values()), {})
+    differing = sorted({field for settings in solvers.values() for field in set(settings) | set(first)
+                        if settings.get(field) != first.get(field)})
+    same_solver = not differing
     not_final = [f["fold"] for f in folds if not f["final"]]
     selection_on_test = bool(not_final and any(f["watched"] == "test" for f in folds)) or not same_solver
     watched = sorted({f["watched"] or f["watched_source"] for f in folds})
@@ -330,6 +349,57 @@ def model_selection(run_dir):
                      f"was scored; the test phase during training read the {'/'.join(watched)} part "
                      "for the training curves only, no snapshot was chosen on it")
     statement += ("; the solver settings are the run config's, the same in every fold" if same_solver
-                  else "; the solver settings DIFFER between folds")
-    return {"folds": folds, "same_solver": same_solver, "selection_on_test": selection_on_test,
-            "statement": statement}
+                  else f"; the solver settings DIFFER between folds ({', '.join(differing)})")
+    return {"folds": folds, "same_solver": same_solver, "differing_solver_fields": differing,
+            "selection_on_test": selection_on_test, "statement": statement}
+
+
+def _stored_check(protocol_file, root, hashes):
+    """A dataset check stored in ``protocol_file`` for ``root``, if its data are still the same."""
+    try:
+        stored = read_json(protocol_file)["datasets"][root]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    same = ("hashes" in stored and stored["hashes"]["items"] == hashes["items"]
+            and stored["hashes"]["folds"] == hashes["folds"])
+    return stored if same else None
+
+
+def dataset_check(root, near_bits=NEAR_DUPLICATE_BITS, progress=False, reuse=()):
+    """``check_dataset(root)``, or a copy stored in one of the ``reuse`` protocol files for the same
+    items and folds (one hashing per prepared dataset, however many runs use it), or
+    {"missing": why} when the prepared dataset is no longer there."""
+    root = str(root)
+    if not (Path(root) / MANIFEST).is_file():
+        return {"missing": f"{root} is not here (moved or removed); its data checks are not shown"}
+    hashes = manifest_hashes(root)
+    for protocol_file in reuse:
+        stored = _stored_check(protocol_file, root, hashes)
+        if stored is not None and stored.get("duplicates", {}).get("near_bits") == near_bits:
+            return dict(stored, hashes=hashes)
+    return check_dataset(root, near_bits, progress=progress)
+
+
+def run_checks(run_dir, progress=False):
+    """The protocol checks of one run folder: every prepared dataset its config names (training and
+    test databases) and, for a finished crossval run, how its model was selected."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    roots = list(dict.fromkeys([config["data"], *config.get("test_data", [])]))
+    # Earlier checks of the same data: this run's own file and its sibling runs'.
+    reuse = [run_dir / PROTOCOL, *sorted(run_dir.parent.glob(f"*/{PROTOCOL}"))]
+    checks = {"datasets": {root: dataset_check(root, progress=progress, reuse=reuse) for root in roots},
+              "model_selection": None}
+    if config.get("tool") == "crossval" and read_summary(run_dir) is not None:
+        try:
+            checks["model_selection"] = model_selection(run_dir)
+        except ProtocolError as error:
+            checks["model_selection"] = {"error": str(error)}
+    return checks
+
+
+def write_run_checks(run_dir, progress=False):
+    """Compute ``run_checks`` and store them as the run folder's protocol.json; returns them."""
+    checks = run_checks(run_dir, progress)
+    write_json_atomic(Path(run_dir) / PROTOCOL, checks)
+    return checks

@@ -56,7 +56,7 @@ class RunPredictions:
         return self.config.get("seed")
 
 
-def load_run(run_dir):
+def load_predictions(run_dir):
     """The predictions of a finished crossval run folder (its summary.json lists the folds)."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
@@ -98,7 +98,7 @@ def group_seeds(run_dirs):
 
 
 def _as_runs(cell):
-    runs = [run if isinstance(run, RunPredictions) else load_run(run) for run in cell]
+    runs = [run if isinstance(run, RunPredictions) else load_predictions(run) for run in cell]
     if not runs:
         raise StatisticsError("a cell needs at least one run folder")
     keys = {cell_key(run.config) for run in runs}

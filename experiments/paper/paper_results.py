@@ -1,7 +1,8 @@
 """The paper's reported numbers (Xie et al., Pattern Recognition 2019), for reports.
 
 Accuracies in percent, keyed by our dataset, net and variant names. Facts cited
-from the paper's Tables 2-7, 12 and 15.
+from the paper's Tables 2-7, 12 and 15. Where the paper prints one result twice
+with two values, both are kept here (PRINTED_TWICE) and reports show the note.
 """
 
 # Table 3: FER2013, no center loss (feature and hidden-unit sparseness).
@@ -85,3 +86,33 @@ def paper_accuracy(dataset, net, variant):
     if net == "resnet" and variant in TABLE7 and dataset in TABLE7[variant]:
         return TABLE7[variant][dataset], "Table 7"
     return None, None
+
+
+# MMI has 205 test sequences in the paper's protocol; an accuracy over them is k/205.
+MMI_SEQUENCES = 205
+
+# One result printed with two values: (dataset, net, variant, test database or None) ->
+# {table: value as printed}, and which value is a whole fraction k/205 of MMI's sequences.
+PRINTED_TWICE = {
+    ("mmi", "resnet", "l2_center", None): {
+        "values": {"7": 78.54, "11": 78.53},
+        "note": "The paper prints ResNet L2 + center loss on MMI as 78.54 in Table 7 but 78.53 in "
+                "Table 11. Only 78.54 is a whole fraction of MMI's 205 sequences rounded to two decimals "
+                "(161/205 = 78.537 %); 78.53 is the same fraction cut, not rounded."},
+    ("ckplus", "resnet", "l2_center", "mmi"): {
+        "values": {"12": 60.48, "16": 60.0},
+        "note": "The paper prints training on CK+ and testing on MMI as 60.48 in Table 12 but 60.0 in "
+                "Table 16. Only 60.0 is a whole fraction of MMI's 205 sequences rounded to two decimals "
+                "(123/205 = 60.000 %); 60.48 is 124/205 = 60.488 % cut, not rounded: one sequence more."},
+}
+
+
+def printed_twice_note(dataset, net, variant, test=None):
+    """The note on a cell the paper prints with two different values, or None."""
+    entry = PRINTED_TWICE.get((dataset, net, variant, test))
+    return entry["note"] if entry else None
+
+
+def printed_twice_notes(table):
+    """The notes of PRINTED_TWICE that concern the paper's table ``table`` ("7", "11", ...)."""
+    return [entry["note"] for entry in PRINTED_TWICE.values() if str(table) in entry["values"]]

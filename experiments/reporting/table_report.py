@@ -1,9 +1,12 @@
 """One paper table's results beside the paper: Markdown, CSV and JSON, with its plots and checks.
 
-Reads only run folders (experiments/running/run_folder.py) and prepared datasets; the
-statistics are experiments/analysis/statistics.py's (mean ± std over folds and seeds,
-bootstrap interval, exact McNemar against the row's baseline cell), the
-protocol checks experiments/analysis/protocol.py's and the data audit data_prep/audit.py's.
+Reads only run folders (experiments/running/run_folder.py), through
+experiments/reporting/common.py; the statistics are experiments/analysis/statistics.py's
+(mean ± std over folds and seeds, bootstrap interval, exact McNemar against the
+cell of the baseline variant with the same net and data). RespondRatio and the
+protocol checks (with the data audit) are read from the files each run stored
+when it finished (respond_ratio.json, protocol.json): writing a table computes
+neither.
 """
 import csv
 import io
@@ -11,19 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
-from data_prep.prepared import PreparedDataset
-from experiments.analysis import metrics, protocol, statistics
+from experiments.analysis import metrics, statistics
 from experiments.paper import paper_results
 from experiments.reporting import plots
-from experiments.reporting.report import protocol_section
-from experiments.analysis.respond_ratio import run_respond_ratio
-from experiments.running.run_folder import PREDICTIONS, RESULT, TRAINING, read_config, read_summary
+from experiments.reporting.common import (class_abbreviations, load_run, paper_number, pct,
+                                          protocol_section, run_names, stored_protocol)
+from experiments.running.run_folder import PREDICTIONS, RESPOND_RATIO, RESULT, TRAINING, read_config, read_summary
 from runtime.files import read_json, write_json_atomic, write_text_atomic
 
-
-def _pct(value, digits=2):
-    return "–" if value is None else f"{100 * value:.{digits}f}"
 
 
 def _crossdb_runs(run_dirs, test):
@@ -53,10 +51,20 @@ def _runs_of(cell, run_dirs):
     return _crossdb_runs(run_dirs, cell.test) if cell.kind == "crossdb" else list(run_dirs)
 
 
+def baseline_cell(table, cell, cells):
+    """The cell ``cell`` is tested against: the table's baseline variant with the same kind, net and
+    data (and test database), wherever the table puts variants (columns in Table 3, rows in
+    Table 7); None for the baseline itself or where the table has none."""
+    if not table.baseline_variant or cell.variant == table.baseline_variant:
+        return None
+    return next((other for other in cells if other.variant == table.baseline_variant
+                 and (other.kind, other.net, other.data, other.test, other.finetune_from)
+                 == (cell.kind, cell.net, cell.data, cell.test, cell.finetune_from)), None)
+
+
 def cell_results(table, cells, run_dirs_of):
     """One dict per cell: accuracy with its spreads and interval, and the test against its baseline."""
     rows = []
-    by_position = {(cell.row, cell.column): cell for cell in cells}
     for cell in cells:
         run_dirs = run_dirs_of(cell)
         row = {"row": cell.row, "column": cell.column, "kind": cell.kind, "net": cell.net,
@@ -65,15 +73,12 @@ def cell_results(table, cells, run_dirs_of):
                "runs": [str(d) for d in run_dirs], "finished": _finished(cell, run_dirs)}
         if row["finished"]:
             row.update(statistics.cell_statistics(_runs_of(cell, run_dirs)))
-            baseline = by_position.get((cell.row, table.baseline_variant))
-            if table.baseline_variant and cell.kind == "crossdb":
-                baseline = next((c for c in cells if c.row == cell.row
-                                 and c.variant == table.baseline_variant), None)
-            if baseline is not None and baseline != cell and _finished(baseline, run_dirs_of(baseline)):
+            baseline = baseline_cell(table, cell, cells)
+            if baseline is not None and _finished(baseline, run_dirs_of(baseline)):
                 comparison = statistics.compare_to_baseline(_runs_of(cell, run_dirs),
                                                             _runs_of(baseline, run_dirs_of(baseline)))
                 test = comparison["test"] or {}
-                row.update({"baseline": baseline.column, "difference": comparison["difference"],
+                row.update({"baseline": baseline.variant, "difference": comparison["difference"],
                             "p_value": test.get("p_value"), "within_noise": comparison["within_noise"],
                             "noise_reason": comparison["reason"]})
         rows.append(row)
@@ -92,9 +97,9 @@ def _grid_markdown(rows, reference):
             if r is None:
                 texts.append("")
                 continue
-            ours = _pct(r.get("accuracy")) if r["finished"] else "not run"
+            ours = pct(r.get("accuracy")) if r["finished"] else "not run"
             mark = " ~" if r.get("within_noise") else ""
-            paper = "–" if r["paper"] is None else f"{r['paper']:.2f}"
+            paper = paper_number(r["paper"])
             texts.append(f"{ours}{mark} ({paper})")
         lines.append(f"| {name} | " + " | ".join(texts) + " |")
     return lines + ["", f"Ours (paper{', ' + reference if reference else ''}), accuracy in %; "
@@ -102,20 +107,21 @@ def _grid_markdown(rows, reference):
 
 
 def _details_markdown(rows):
-    lines = ["| row | column | seeds | accuracy | ± over seeds | ± over folds | 95 % CI | vs baseline | "
-             "McNemar p | noise |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| runs | row | column | seeds | accuracy | ± over seeds | ± over folds | 95 % CI | vs baseline | "
+             "McNemar p | noise |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        runs = run_names(r["runs"])
         if not r["finished"]:
-            lines.append(f"| {r['row']} | {r['column']} | – | not run | | | | | | |")
+            lines.append(f"| {runs} | {r['row']} | {r['column']} | – | not run | | | | | | |")
             continue
-        ci = (f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])} ({r['ci_over']})"
+        ci = (f"{pct(r['ci_low'])}–{pct(r['ci_high'])} ({r['ci_over']})"
               if r.get("ci_low") is not None else "–")
         versus = (f"{100 * r['difference']:+.2f} vs {r['baseline']}" if r.get("baseline") else "–")
         p_value = "–" if r.get("p_value") is None else f"{r['p_value']:.3g}"
         noise = "–" if r.get("within_noise") is None else ("within noise" if r["within_noise"]
                                                           else "significant")
-        lines.append(f"| {r['row']} | {r['column']} | {len(r['runs'])} | {_pct(r['accuracy'])} | "
-                     f"{_pct(r.get('std_over_seeds'))} | {_pct(r.get('std_over_folds'))} | {ci} | "
+        lines.append(f"| {runs} | {r['row']} | {r['column']} | {len(r['runs'])} | {pct(r['accuracy'])} | "
+                     f"{pct(r.get('std_over_seeds'))} | {pct(r.get('std_over_folds'))} | {ci} | "
                      f"{versus} | {p_value} | {noise} |")
     return lines
 
@@ -131,8 +137,8 @@ def _balance_markdown(rows):
                  for key in ("balance_sensitivity", "mean_sensitivity", "mean_specificity", "mean_auc")}
         paper = paper_results.TABLE4.get(r["variant"])
         paper_text = f"{paper['sensitivity']:.2f} / {paper['specificity']:.2f}" if paper else "–"
-        lines.append(f"| {r['row']} {r['column']} | {_pct(value['balance_sensitivity'])} | "
-                     f"{_pct(value['mean_sensitivity'])} | {_pct(value['mean_specificity'])} | "
+        lines.append(f"| {r['row']} {r['column']} | {pct(value['balance_sensitivity'])} | "
+                     f"{pct(value['mean_sensitivity'])} | {pct(value['mean_specificity'])} | "
                      f"{value['mean_auc']:.3f} | {paper_text} |")
     return lines + ["", "The paper's figures are the ROC balance points (Section 3.3); the arg-max "
                     "columns are one-vs-rest rates of the predicted class, shown for reference."]
@@ -147,8 +153,13 @@ def _respond_ratio_markdown(rows):
             continue
         key = "NM" if r["row"] == "NM" else "SP"
         for run_dir in r["runs"]:
-            ratios = run_respond_ratio(run_dir)["ratios"]
-            for expression, values in ratios.items():
+            stored = load_run(run_dir)["respond_ratio"]
+            if stored is None:
+                lines.append(f"| {Path(run_dir).name} | not computed: {Path(run_dir) / RESPOND_RATIO} is "
+                             f"missing (python tools/respond_ratio.py {run_dir} computes it) |"
+                             + " |" * len(parts))
+                continue
+            for expression, values in stored["ratios"].items():
                 paper = paper_results.TABLE2.get(expression, {}).get(key)
                 lines.append(f"| {Path(run_dir).name} | {expression} | "
                              + " | ".join(f"{values[p]:.2f}" for p in parts)
@@ -164,9 +175,9 @@ def _confusion_markdown(rows, out_dir, stem):
         matrices = [np.array(read_json(Path(d) / f"test_{r['test']}" / RESULT)["confusion"]) for d in r["runs"]]
         pooled = np.sum(matrices, axis=0)
         percent = metrics.normalized_confusion(pooled)
-        classes = read_config(r["runs"][0])
-        names = PreparedDataset.open(classes["data"]).classes
-        abbreviations = [dict(zip(CLASS_NAMES, CLASS_ABBREVIATIONS)).get(c, c) for c in names]
+        # The classes of the training database, as the crossdb run recorded them.
+        names = read_summary(r["runs"][0])["classes"]
+        abbreviations = class_abbreviations(names)
         lines += [f"{r['row']} -> {r['column']} (rows true, %, pooled over {len(matrices)} seed(s)):", "",
                   "| | " + " | ".join(abbreviations) + " |", "| --- |" + " --- |" * len(names)]
         lines += [f"| {abbreviations[i]} | " + " | ".join(f"{100 * v:.2f}" if np.isfinite(v) else "–"
@@ -201,29 +212,28 @@ def _val_test_markdown(rows):
         val = [read_json(Path(d) / fold / RESULT).get("val_accuracy")
                for d in r["runs"] for fold in read_summary(d)["folds"]]
         val = [v for v in val if v is not None]
-        lines.append(f"| {r['row']} {r['column']} | {_pct(np.mean(val)) if val else '–'} | "
-                     f"{_pct(r['accuracy'])} |")
+        lines.append(f"| {r['row']} {r['column']} | {pct(np.mean(val)) if val else '–'} | "
+                     f"{pct(r['accuracy'])} |")
     return lines
 
 
-def _checks_markdown(rows, checks):
-    """The report's protocol section: dataset checks, data audit, how each run chose its model."""
-    selection = {}
-    for r in rows:
-        if r["finished"] and r["kind"] == "crossval":
-            for run_dir in r["runs"]:
-                selection[run_dir] = protocol.model_selection(run_dir)
-    return protocol_section({"datasets": {check["root"]: check for check in checks.values()},
-                             "model_selection": selection})[2:]
+def table_checks(rows, checks=None):
+    """The protocol checks the table's finished runs stored (dataset checks with the data audit, how
+    each run chose its model); ``checks``: {prepared-dataset folder: check} shown instead."""
+    runs = [load_run(run_dir) for r in rows if r["finished"] for run_dir in dict.fromkeys(r["runs"])]
+    return stored_protocol(runs, checks)
 
 
-def write_table(table, rows, out_dir, commands, scale, checks, reference=None):
-    """Write ``table_<N>.md/.csv/.json`` (and plots) into ``out_dir``; returns the Markdown path."""
+def write_table(table, rows, out_dir, commands, scale, checks=None, reference=None):
+    """Write ``table_<N>.md/.csv/.json`` (and plots) into ``out_dir``; returns the Markdown path.
+
+    ``checks``: {prepared-dataset folder: protocol check} to show instead of those the runs stored."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"table_{table.number}"
     lines = [f"# Table {table.number}: {table.title}", "",
-             f"Scale `{scale.name}`: {scale.note}.", *[f"{note}" for note in table.notes], "",
+             f"Scale `{scale.name}`: {scale.note}.", *table.notes,
+             *paper_results.printed_twice_notes(table.number), "",
              *_grid_markdown(rows, reference), "", "## Statistics", "",
              *_details_markdown(rows), "",
              "Accuracy: mean over seeds and folds. CI: 95 % BCa bootstrap (scipy) over test images for "
@@ -236,7 +246,8 @@ def write_table(table, rows, out_dir, commands, scale, checks, reference=None):
              "val_test": lambda: _val_test_markdown(rows)}.get(table.measure)
     if extra:
         lines += [f"## {table.measure.replace('_', ' ')}", "", *extra(), ""]
-    lines += ["## Protocol checks", "", *_checks_markdown(rows, checks), "", "## Commands", "",
+    checks = table_checks(rows, checks)
+    lines += ["## Protocol checks", "", *protocol_section(checks)[2:], "", "## Commands", "",
               "Each run, as the equivalent command line:", "", "```", *commands, "```", ""]
     wall = [read_json(p)["train_seconds"] for r in rows for d in r["runs"]
             for p in Path(d).glob(f"*/{TRAINING}") if p.is_file()]

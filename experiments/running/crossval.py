@@ -5,7 +5,8 @@ final snapshot on the fold's test LMDB (experiments.running.evaluation) and keep
 fold's files in the run folder (experiments.running.run_folder). Finished folds are
 never redone; an interrupted fold resumes from its newest valid snapshot, or
 restarts cleanly if it has none. ``summarize`` writes the
-mean ± std over folds, the pooled confusion matrix and the plots.
+mean ± std over folds, the pooled confusion matrix and the plots; the protocol
+checks are then stored in the run folder for the reports (experiments.analysis.protocol).
 """
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import numpy as np
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import PreparedDataset
 from experiments.analysis import metrics
+from experiments.analysis.protocol import write_run_checks
 from experiments.reporting import plots
+from experiments.reporting.common import confusion_text
 from experiments.running.caffe_train import read_training_curve
 from experiments.running.evaluation import evaluate, net_with_test_source
 from experiments.running.options import OptionError, check_batch, check_data
@@ -94,7 +97,9 @@ def run_crossval(data_dir, options, runs_dir, max_folds=None, name=None, gpu=Non
         validation = result.get("val_accuracy")
         print(f"{label}: accuracy {result['accuracy']:.4f} on {result['test_images']} images"
               + (f" (validation {validation:.4f})" if validation is not None else ""))
-    return run_dir, summarize(run_dir, splits, dataset.classes)
+    summary = summarize(run_dir, splits, dataset.classes)
+    write_run_checks(run_dir, progress=True)
+    return run_dir, summary
 
 
 def summarize(run_dir, fold_names, class_names):
@@ -150,7 +155,6 @@ def print_summary(name, run_dir, summary):
         print(f"{name}: one decision per unit (a sequence's frames): pooled {100 * units['pooled_accuracy']:.2f} % "
               f"of {units['count']} units, mean of folds {100 * units['mean_accuracy']:.2f} ± "
               f"{100 * units['std_accuracy']:.2f} %")
-    print("pooled confusion (rows true, columns predicted):")
-    for class_name, row in zip(summary["classes"], summary["pooled"]["confusion"]):
-        print(f"  {class_name[:10]:>10} " + " ".join(f"{v:5d}" for v in row))
+    print("pooled confusion (images; rows true, columns predicted):")
+    print("\n".join(confusion_text(summary["classes"], summary["pooled"]["confusion"])))
     print(f"results: {run_dir}")

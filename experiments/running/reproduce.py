@@ -19,10 +19,12 @@ from typing import Optional
 from tqdm import tqdm
 
 from data_prep.prepared import PreparedDataset
+from experiments.analysis.protocol import write_run_checks
+from experiments.analysis.respond_ratio import run_respond_ratio
 from experiments.running.crossdb import check_run as check_crossdb_run, run_crossdb
 from experiments.running.crossval import chosen_splits, check_run as check_crossval_run, run_crossval
 from experiments.running.options import OptionError, TrainingOptions, option_specs
-from experiments.running.run_folder import read_summary, trained_snapshot
+from experiments.running.run_folder import RESPOND_RATIO, read_summary, trained_snapshot
 from experiments.paper.tables import DATABASES
 from nets.catalog import NETS, SPARSENESS_NORMALIZATION, VARIANTS
 
@@ -212,9 +214,19 @@ def run_job(job, scale, runs_dir, folders, gpu=None):
     if job.kind == "crossdb":
         tests = [dataset_for(folders, d, job.net).root for d in DATABASES if d != job.data]
         run_crossdb(dataset_for(folders, job.data, job.net).root, tests, options, runs_dir, name=name, gpu=gpu)
+        write_run_checks(runs_dir / name, progress=True)   # crossval runs store theirs themselves
     else:
         run_crossval(dataset_for(folders, job.data, job.net).root, options, runs_dir, name=name, gpu=gpu)
     return runs_dir / name
+
+
+def store_table_analyses(table, run_dirs):
+    """Compute what the table reports beyond the runs' own files, once, into the run folders:
+    RespondRatio (respond_ratio.json) for a RespondRatio table (Table 2)."""
+    if table.measure == "respond_ratio":
+        for run_dir in run_dirs:
+            if not (Path(run_dir) / RESPOND_RATIO).is_file():
+                run_respond_ratio(run_dir)
 
 
 def _run_job_in_child(job, scale, runs_dir, pairs, gpu):

@@ -12,6 +12,7 @@
         predictions.json               one entry per test image: label, probabilities, prediction
         result.json                    the fold's scores; written last: its presence marks the fold done
     <runs>/<name>/summary.json         over folds; plots confusion.png, roc.png, training.png
+    <runs>/<name>/protocol.json, respond_ratio.json   analyses stored when the run finishes, for reports
 
 ``result.json`` is written last and atomically: a fold with it is finished and
 is never redone. A training fold without it was interrupted: if it holds a
@@ -28,6 +29,8 @@ SUMMARY = "summary.json"
 RESULT = "result.json"
 PREDICTIONS = "predictions.json"
 TRAINING = "training.json"
+PROTOCOL = "protocol.json"
+RESPOND_RATIO = "respond_ratio.json"
 TRAIN_LOG = "train.log"
 SNAPSHOT_PREFIX = "snapshot"
 UNPRUNED_STAGE = "unpruned"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from data_prep.folds import Split
-from data_prep.prepared import ITEMS, MANIFEST, fold_name
+from data_prep.prepared import ITEMS, MANIFEST, PreparedDataset, fold_name
 from data_prep.writer import write_split
 from experiments.analysis import protocol
 from experiments.reporting import report
@@ -145,11 +145,14 @@ def test_the_fold_manifest_hash_changes_when_a_split_changes(tmp_path):
     assert changed["folds"] != first["folds"] and changed["manifest"] != first["manifest"]
 
 
-def write_trained_fold(fold_dir, data, split, watched, iterations=20, scored=None, validation=False):
-    """A fold folder as experiments.running.crossval leaves it, without training: real nets, result files."""
+def write_trained_fold(fold_dir, data, split, watched, iterations=20, scored=None, validation=False,
+                       test_records=None):
+    """A fold folder as experiments.running.crossval leaves it, without training: real nets, result files.
+    ``test_records``: size test_iter from the watched part's size, as training does (default: 1)."""
     write_experiment(fold_dir, net="toy", variant="softmax", num_classes=6, input_size=24,
                      train_source=data / split / "train_lmdb", test_source=data / split / f"{watched}_lmdb",
-                     test_iter=1, snapshot_prefix=fold_dir / "snapshot", max_iter=iterations)
+                     test_iter=None if test_records else 1, test_records=test_records,
+                     snapshot_prefix=fold_dir / "snapshot", max_iter=iterations)
     (fold_dir / "training.json").write_text(json.dumps({"iterations": iterations, "train_seconds": 1.0}))
     (fold_dir / "result.json").write_text(json.dumps(
         {"accuracy": 0.5, "snapshot": f"snapshot_iter_{scored or iterations}.caffemodel"}))
@@ -190,12 +193,38 @@ def test_model_selection_is_read_from_the_run_folder(tmp_path):
     assert selection["statement"].startswith("validation on the val part (FER2013: PublicTest)")
 
 
+def test_folds_of_different_test_sizes_are_no_alarm_but_a_changed_base_lr_is(tmp_path):
+    # The main job's folds: subjects split unevenly, so each fold's test part has its own size and
+    # its solver its own test_iter. That cannot select on test; another base_lr in one fold can.
+    data = build_prepared_dataset(tmp_path / "tiny", folds=2, subjects=5)
+    run = tmp_path / "tiny_toy_softmax"
+    write_run_config(run, data, ["fold_00", "fold_01"])
+    dataset = PreparedDataset.open(data)
+    for fold in ("fold_00", "fold_01"):
+        write_trained_fold(run / fold, data, fold, "test", test_records=dataset.record_count(fold, "test"))
+    solvers = [(run / fold / "toy_softmax_solver.prototxt").read_text() for fold in ("fold_00", "fold_01")]
+    test_iters = [line for text in solvers for line in text.splitlines() if line.startswith("test_iter")]
+    assert len(set(test_iters)) == 2                     # the folds' solvers do differ, in test_iter
+    selection = protocol.model_selection(run)
+    assert selection["same_solver"] and not selection["selection_on_test"]
+    assert "DIFFER" not in selection["statement"]
+
+    solver = run / "fold_01" / "toy_softmax_solver.prototxt"
+    text = solver.read_text()
+    base_lr = next(line for line in text.splitlines() if line.startswith("base_lr"))
+    solver.write_text(text.replace(base_lr, "base_lr: 0.5"))
+    selection = protocol.model_selection(run)
+    assert selection["selection_on_test"] and selection["differing_solver_fields"] == ["base_lr"]
+    assert "the solver settings DIFFER between folds (base_lr)" in selection["statement"]
+
+
 def test_the_report_writes_the_protocol_checks(tmp_path):
     data = build_prepared_dataset(tmp_path / "tiny", folds=2, subjects=4)
     run = tmp_path / "tiny_toy_softmax"
     write_run_config(run, data, ["fold_00", "fold_01"])
     for fold in ("fold_00", "fold_01"):
         write_trained_fold(run / fold, data, fold, "test")
+    protocol.write_run_checks(run)          # what crossval does when a run finishes
     runs = [report.load_run(run)]
     checks = report.collect_protocol(runs)
     text = "\n".join(report.protocol_section(checks))
@@ -205,7 +234,8 @@ def test_the_report_writes_the_protocol_checks(tmp_path):
     assert "| fold_00 | train/test | 24 | 0 (0) | 0 |" in text
     assert "- tiny_toy_softmax: the final snapshot (iteration 20) of every fold was scored" in text
     (run / "fold_01" / "training.json").unlink()
-    text = "\n".join(report.protocol_section(report.collect_protocol(runs)))
+    protocol.write_run_checks(run)
+    text = "\n".join(report.protocol_section(report.collect_protocol([report.load_run(run)])))
     assert "- tiny_toy_softmax: not checked: " in text and "fold_01/training.json is missing" in text
     # A cross-database run's training and test databases are both checked.
     other = build_prepared_dataset(tmp_path / "other", folds=2, subjects=4, dataset="other")
