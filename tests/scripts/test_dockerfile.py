@@ -397,12 +397,22 @@ def test_cuda_patches_apply_after_the_cpu_patches(tmp_path, pinned_source_tarbal
     assert "prop.clockRate" not in (tmp_path / "src/caffe/common.cpp").read_text()
     assert "cudnn_version.h" in (tmp_path / "cmake/Cuda.cmake").read_text()
     assert "thrust" not in (tmp_path / "src/caffe/layers/cudnn_softmax_layer.cpp").read_text()
-    for layer in ("cudnn_conv_layer.cpp", "cudnn_deconv_layer.cpp"):
-        code = (tmp_path / "src/caffe/layers" / layer).read_text()
-        # The removed calls survive only in the branch for cuDNN < 8.
-        removed = re.findall(r"cudnnGetConvolution\w+Algorithm\(", code)
-        kept_for_old = re.findall(r"#else\s+CUDNN_CHECK\(cudnnGetConvolution\w+Algorithm\(", code)
-        assert len(removed) == 3 and len(kept_for_old) == 3, layer
+    deconv = (tmp_path / "src/caffe/layers/cudnn_deconv_layer.cpp").read_text()
+    # The removed calls survive only in the branch for cuDNN < 8.
+    removed = re.findall(r"cudnnGetConvolution\w+Algorithm\(", deconv)
+    kept_for_old = re.findall(r"#else\s+CUDNN_CHECK\(cudnnGetConvolution\w+Algorithm\(", deconv)
+    assert len(removed) == 3 and len(kept_for_old) == 3
+    # cuda/0007: the convolution times all three searches and keeps no per-layer 8 MB limit.
+    conv = (tmp_path / "src/caffe/layers/cudnn_conv_layer.cpp").read_text()
+    assert not re.findall(r"cudnnGetConvolution\w+Algorithm\(", conv)
+    timed = re.findall(r"cudnnFindConvolution(\w+)AlgorithmEx\(", conv)
+    assert sorted(timed) == ["BackwardData", "BackwardFilter", "Forward"]
+    assert "8*1024*1024" not in conv and "cudaMalloc(&(this->workspaceData)" not in conv
+    # cuda/0006: TF32 by default for cuDNN and cuBLAS, with one switch for both.
+    common = (tmp_path / "src/caffe/common.cpp").read_text()
+    assert common.count("SetCublasMathMode(") == 3 and "CAFFE_ALLOW_TF32" in common
+    assert "NVIDIA_TF32_OVERRIDE" in common
+    assert "cudnnSetConvolutionMathType" in (tmp_path / "include/caffe/util/cudnn.hpp").read_text()
 
 
 # ---------------------------------------------------------------- the GPU check's scripts
