@@ -572,3 +572,28 @@ def test_ci_builds_the_image_after_the_test_suite():
     tests = next(i for i, line in enumerate(lines) if "scripts/test.sh" in line)
     check = next(i for i, line in enumerate(lines) if "scripts/docker_check.sh" in line)
     assert check > tests
+
+
+def test_gpu_check_tf32_curve_must_follow_the_strict_one():
+    """check_gpu.py --curve-reference: the TF32 run's loss curve against the strict-FP32 run's,
+    per tenth of the run, as a share of the starting loss."""
+    from scripts.gpu.check_gpu import curve_gap
+    strict = {i: 2.0 - i / 100 for i in range(0, 100)}
+    noisy = {i: loss + (0.05 if i % 2 else -0.05) for i, loss in strict.items()}
+    assert curve_gap(noisy, strict) < 0.01  # iteration noise averages out within a tenth
+    late_rise = {i: loss + (0.3 if i >= 90 else 0.0) for i, loss in strict.items()}
+    start = sum(strict[i] for i in range(10)) / 10
+    assert curve_gap(late_rise, strict) == pytest.approx(0.3 / start)
+    with pytest.raises(ValueError, match="share 5 iterations"):
+        curve_gap({i: 1.0 for i in range(5)}, strict)
+
+
+def test_gpu_check_refuses_a_curve_reference_without_a_curve(tmp_path):
+    reference = tmp_path / "fp32.json"
+    reference.write_text('{"pycaffe_gpu_vs_cpu_relative_error": {}}')
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/gpu/check_gpu.py"),
+                           "--caffe-bin", "caffe", "--work", str(tmp_path / "work"),
+                           "--iters", "10", "--curve-reference", str(reference)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no training curve" in proc.stderr, proc.stderr
+    assert not (tmp_path / "work").exists()  # refused before any work
