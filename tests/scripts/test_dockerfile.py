@@ -415,6 +415,42 @@ def test_cuda_patches_apply_after_the_cpu_patches(tmp_path, pinned_source_tarbal
     assert "cudnnSetConvolutionMathType" in (tmp_path / "include/caffe/util/cudnn.hpp").read_text()
 
 
+
+# The translation units patches cuda/0006-0007 change (the TF32 switch, the algorithm
+# search and the shared workspace); a full CUDA build takes ~20 minutes on 2 cores.
+CUDA_PATCHED_SOURCES = ("src/caffe/common.cpp", "src/caffe/util/cudnn.cpp",
+                        "src/caffe/layers/cudnn_conv_layer.cpp",
+                        "src/caffe/layers/cudnn_conv_layer.cu",
+                        "src/caffe/layers/cudnn_deconv_layer.cpp")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None,
+                    reason="no nvcc here: the CUDA sources compile where the CUDA toolkit is")
+def test_patched_cuda_sources_compile(tmp_path, pinned_source_tarball):
+    """Where nvcc is, the CUDA patches' sources compile against cuDNN 9 and cuBLAS 13 (the
+    headers scripts/gpu/build_bundle.sh unpacks from NVIDIA's wheels)."""
+    from runtime.caffe_env import caffe_prefix
+    libs = Path(os.environ.get("FER_CUDA_LIBS_DIR")
+                or Path(os.environ.get("FER_GPU_BUILD_DIR", "/tmp/caffe-cuda")) / "cuda-libs")
+    assert (libs / "include" / "cudnn.h").is_file(), (
+        f"nvcc is here but {libs}/include has no cuDNN headers: run "
+        "FER_GPU_BUILD_ONLY=1 scripts/gpu/build_bundle.sh (it unpacks them) or set FER_CUDA_LIBS_DIR")
+    with tarfile.open(pinned_source_tarball) as archive:
+        archive.extractall(tmp_path)
+    for patch in sorted(PATCHES.glob("*.patch")) + sorted((PATCHES / "cuda").glob("*.patch")):
+        subprocess.run(["patch", "-p1", "--forward", "--batch", "-s", "-i", str(patch)],
+                       cwd=tmp_path, check=True)
+    # caffe.pb.h comes from the CPU build: the same caffe.proto, the same protobuf. nvcc
+    # compiles the .cpp files too (with the toolkit's own include folder).
+    includes = ["-I", str(tmp_path / "include"), "-I", str(caffe_prefix() / "include"),
+                "-I", str(libs / "include"), "-DUSE_CUDNN"]
+    for source in CUDA_PATCHED_SOURCES:
+        proc = subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90", "-c", "-o",
+                               str(tmp_path / "unit.o"), *includes, str(tmp_path / source)],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{source}:\n{proc.stderr[-3000:]}"
+
+
 # ---------------------------------------------------------------- the GPU check's scripts
 
 def test_gpu_check_scripts_are_valid_bash():
