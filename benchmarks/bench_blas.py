@@ -13,7 +13,7 @@ W[K,M]^T x top[M,N] (the first layer has none), with N = output pixels x the
 images of one im2col chunk (at most 2^23 elements, patch 0101's limit). Each
 library runs in its own process through ctypes (``PATH[:SYMBOL_PREFIX]``;
 the scipy-openblas32 wheel's symbols carry ``scipy_``), with
-OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed (bench_train.UNSET_REASON), and
+OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed (machine_probe.UNSET_REASON), and
 reports the GEMM milliseconds of one training step, the GFLOP/s and the
 kernel family threadpoolctl sees. Results are checked against numpy.
 
@@ -38,7 +38,7 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 def caffe_gemms(net, batch):
     """[(layer, M, N, K, transA, transB)] of one training step of ``net`` at ``batch``."""
     import tempfile
-    from benchmarks.bench_train import caffe_timing_net
+    from benchmarks.train_runner import caffe_timing_net
     from runtime.caffe_env import import_caffe
     caffe = import_caffe()
     net_param, _ = caffe_timing_net(net, 1)
@@ -125,7 +125,7 @@ def main(argv=None):
 
     if not args.library:
         parser.error("give at least one --library NAME=PATH[:PREFIX]")
-    from benchmarks.bench_train import UNSET_ENV, machine_description
+    from benchmarks.machine_probe import UNSET_ENV, machine_description
     import tempfile
     gemms = caffe_gemms(args.net, args.batch)
     machine, flags = machine_description()

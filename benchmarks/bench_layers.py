@@ -15,7 +15,7 @@ FeatureSparsenessLoss over all the resnet's hidden blobs.
 
 The reference is one training step (forward + backward) of the project's face
 ResNet as the experiments build it (nets.build, at its training input
-112x112; benchmarks.bench_train.caffe_timing_net: the TRAIN phase with Input
+112x112; benchmarks.train_runner.caffe_timing_net: the TRAIN phase with Input
 layers in place of the LMDB) at --resnet-batch (default 64, the paper's batch
 size); a smaller batch is scaled linearly to --batch and the table says so.
 The share column is layer time / ResNet iteration time. FC1's input sizes and
@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_train import caffe_timing_net, machine_description
+from benchmarks.machine_probe import machine_description
+from benchmarks.train_runner import caffe_timing_net
 from nets.build import roles
 from runtime.caffe_env import REPO_ROOT, import_caffe
 

@@ -12,9 +12,12 @@
 #   2. the project's layer tests (tests/caffe_layers/test_*.py) and runtime tests
 #      with pycaffe in GPU mode (scripts/gpu/gpu_mode_plugin.py);
 #   3. scripts/gpu/check_gpu.py: pycaffe forward/backward on the GPU (cuDNN and
-#      Caffe engines) against the CPU, in strict FP32 and with TF32 allowed,
-#      then `caffe train -gpu 0` of a small FER-sized net with the project's
-#      sparseness loss (a Python layer), reporting the time per iteration.
+#      Caffe engines) against the CPU, in strict FP32 (within 1e-3) and with TF32
+#      allowed, each with `caffe train -gpu 0` of a small FER-sized net with the
+#      project's sparseness loss (a Python layer): the TF32 loss curve must follow
+#      the strict one; reports the time per iteration;
+#   4. benchmarks/bench_train.py --gpu 0 --profile: `caffe time` per layer of the
+#      face ResNet at 112, batch 64, BVLC-like and as patched (docs/performance.md).
 # Logs and check_gpu.json go to LOG_DIR (default $OUT, else /tmp/fer-gpu-check).
 # Exits non-zero if any step fails; every step runs regardless.
 set -uo pipefail
@@ -48,14 +51,30 @@ step device_query 60 "$FER_CAFFE_BIN" device_query -gpu 0
 mapfile -t tests < <(ls "$repo"/tests/caffe_layers/test_*.py "$repo"/tests/runtime/test_caffe_env.py 2>/dev/null)
 step pytest_gpu "${FER_GPU_PYTEST_LIMIT:-240}" "$python" -m pytest -q -rs -p no:cacheprovider -p gpu_mode_plugin "${tests[@]}"
 tail -n 3 "$logs/pytest_gpu.log" >&2
-# GPU against CPU in strict FP32 (cuDNN and cuBLAS may use TF32 on Ampere and
-# later unless told not to), then as users run it: TF32 allowed, and training.
-step check_gpu_fp32 60 env NVIDIA_TF32_OVERRIDE=0 "$python" "$repo/scripts/gpu/check_gpu.py" \
-    --caffe-bin "$FER_CAFFE_BIN" --work /tmp/fer-gpu-fp32 --device gpu --tolerance 1e-3 --iters 0
-# With TF32 the differences are reported, not judged (the step above judges).
+# GPU against CPU in strict FP32 (the project's Caffe runs FP32 convolutions and
+# GEMMs on TF32 tensor cores unless CAFFE_ALLOW_TF32=0; cuDNN and cuBLAS honour
+# NVIDIA_TF32_OVERRIDE=0 themselves), with the strict training curve as reference ...
+strict=(env CAFFE_ALLOW_TF32=0 NVIDIA_TF32_OVERRIDE=0)
+step check_gpu_fp32 180 "${strict[@]}" "$python" "$repo/scripts/gpu/check_gpu.py" \
+    --caffe-bin "$FER_CAFFE_BIN" --work /tmp/fer-gpu-fp32 --device gpu --tolerance 1e-3 \
+    --iters "$iters" --json "$logs/check_gpu_fp32.json"
+# ... then as users run it, TF32 allowed: the differences to the CPU are reported,
+# not judged (the step above judges); the training curve must follow the strict one.
 step check_gpu 180 "$python" "$repo/scripts/gpu/check_gpu.py" --caffe-bin "$FER_CAFFE_BIN" \
-    --work /tmp/fer-gpu-work --device gpu --tolerance inf --iters "$iters" --json "$logs/check_gpu.json"
-cat "$logs/check_gpu_fp32.log" "$logs/check_gpu.json" >&2
+    --work /tmp/fer-gpu-work --device gpu --tolerance inf --iters "$iters" --json "$logs/check_gpu.json" \
+    --curve-reference "$logs/check_gpu_fp32.json"
+cat "$logs/check_gpu_fp32.json" "$logs/check_gpu.json" >&2
 cp /tmp/fer-gpu-work/train_gpu.log "$logs/" 2>/dev/null
+
+# Per-layer `caffe time -gpu 0` of the face ResNet at 112, batch 64, beside
+# PyTorch when FER_BENCH_TORCH_PYTHON names a python with torch (docs/performance.md):
+# first as BVLC Caffe chose its algorithms (cuDNN's ranking within 8 MB a stream,
+# strict FP32; patches cuda/0006-0007 switched back), then as the patches run by
+# default. Rows go to $logs/train.csv; the per-layer tables to the step logs.
+profile=("$python" "$repo/benchmarks/bench_train.py" --nets resnet --batch 64 --gpu 0
+         --repeats 1 --profile --results "$logs/train.csv")
+step profile_resnet_bvlc_like 300 env CAFFE_CUDNN_ALGO_SEARCH=heuristic CAFFE_CUDNN_WORKSPACE_MB=24 \
+    "${profile[@]}" --frameworks caffe-tool --gpu-math fp32
+step profile_resnet 400 "${profile[@]}" --frameworks caffe-tool,pytorch --gpu-math fp32,tf32
 say "done in $((SECONDS - start)) s, status $status"
 exit $status

@@ -7,7 +7,9 @@
    with the same weights and batch; every top, loss and gradient must agree.
 2. caffe train: the same net, fed from an LMDB written by data_prep.lmdb_io,
    trains for --iters iterations on --device (gpu or cpu); the loss must fall,
-   and the time per iteration is read off the log's timestamps.
+   and the time per iteration is read off the log's timestamps. With
+   --curve-reference (the JSON of a strict-FP32 run) the loss curve must
+   follow the reference's within --curve-tolerance (the TF32 check).
 
 Prints one JSON object with the figures; exits non-zero when a check fails.
 
@@ -187,7 +189,23 @@ random_seed: 1 solver_mode: {device.upper()}
                          f"{end_loss:.3f})")
     return {"device": device, "iterations": iterations, "batch": BATCH,
             "seconds_per_iteration": per_iteration, "wall_seconds": wall,
-            "loss_first5": start_loss, "loss_last5": end_loss}
+            "loss_first5": start_loss, "loss_last5": end_loss,
+            "loss_curve": dict(zip(iteration_numbers, losses))}
+
+
+def curve_gap(curve, reference):
+    """The largest gap between two training runs' loss curves ({iteration: loss}, e.g. TF32
+    against strict FP32 from the same seed and data), as a share of the reference's starting
+    loss: the mean loss of each tenth of the shared iterations is compared, so that the
+    iteration-to-iteration noise of two diverging float paths does not count."""
+    shared = sorted(set(curve) & set(reference))
+    if len(shared) < 10:
+        raise ValueError(f"the loss curves share {len(shared)} iterations; need at least 10")
+    tenths = np.array_split(np.array(shared), 10)
+    start = float(np.mean([reference[i] for i in tenths[0]]))
+    gaps = [abs(np.mean([curve[i] for i in part]) - np.mean([reference[i] for i in part]))
+            for part in tenths]
+    return float(max(gaps) / start)
 
 
 def dry_run(caffe, work, rng):
@@ -213,11 +231,27 @@ def main(argv=None):
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest GPU-vs-CPU relative error accepted")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--curve-reference", type=Path,
+                        help="check_gpu.json of a strict-FP32 run (CAFFE_ALLOW_TF32=0): this "
+                             "run's training curve must follow its curve")
+    parser.add_argument("--curve-tolerance", type=float, default=0.05,
+                        help="largest gap between the curves, per tenth of the run, as a "
+                             "share of the reference's starting loss (default 0.05)")
     parser.add_argument("--dry-run", action="store_true",
                         help="only write the LMDB and run the net once on the CPU in pycaffe "
                              "(what pack_bundle.py traces and smoke-tests: a CUDA build of "
                              "Caffe cannot train without a GPU)")
     args = parser.parse_args(argv)
+    reference = None
+    if args.curve_reference is not None:
+        if not args.iters:
+            parser.error("--curve-reference compares training curves: give --iters > 0")
+        try:
+            reference = json.loads(args.curve_reference.read_text())["train"]["loss_curve"]
+        except (OSError, ValueError, KeyError) as error:
+            parser.error(f"--curve-reference {args.curve_reference}: no training curve "
+                         f"({error!r}); give the --json of a check_gpu.py run with --iters")
+        reference = {int(k): v for k, v in reference.items()}
     args.work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20190101)
     if args.dry_run:
@@ -225,6 +259,7 @@ def main(argv=None):
         return
     result = {"python": sys.version.split()[0], "started": datetime.now().isoformat()}
     result["tf32_override"] = os.environ.get("NVIDIA_TF32_OVERRIDE")
+    result["caffe_allow_tf32"] = os.environ.get("CAFFE_ALLOW_TF32")
     failures = []
     if args.device == "gpu":
         errors, failures = check_pycaffe(import_caffe(), args.work, rng, args.tolerance)
@@ -232,13 +267,20 @@ def main(argv=None):
         result["tolerance"] = args.tolerance
     if args.iters and not failures:
         result["train"] = check_train(args.caffe_bin, args.work, rng, args.device, args.iters)
+        if reference is not None:
+            gap = curve_gap(result["train"]["loss_curve"], reference)
+            result["curve_gap_vs_reference"] = gap
+            if gap > args.curve_tolerance:
+                failures.append(f"the training curve departs from {args.curve_reference}'s "
+                                f"by {gap:.3f} of its starting loss (tolerance "
+                                f"{args.curve_tolerance})")
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
     if failures:
-        raise SystemExit("pycaffe on the GPU differs from the CPU beyond the tolerance "
-                         f"{args.tolerance}: " + "; ".join(failures))
+        raise SystemExit("check failed (GPU-vs-CPU tolerance "
+                         f"{args.tolerance}): " + "; ".join(failures))
 
 
 if __name__ == "__main__":

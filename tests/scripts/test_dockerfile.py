@@ -397,12 +397,58 @@ def test_cuda_patches_apply_after_the_cpu_patches(tmp_path, pinned_source_tarbal
     assert "prop.clockRate" not in (tmp_path / "src/caffe/common.cpp").read_text()
     assert "cudnn_version.h" in (tmp_path / "cmake/Cuda.cmake").read_text()
     assert "thrust" not in (tmp_path / "src/caffe/layers/cudnn_softmax_layer.cpp").read_text()
-    for layer in ("cudnn_conv_layer.cpp", "cudnn_deconv_layer.cpp"):
-        code = (tmp_path / "src/caffe/layers" / layer).read_text()
-        # The removed calls survive only in the branch for cuDNN < 8.
-        removed = re.findall(r"cudnnGetConvolution\w+Algorithm\(", code)
-        kept_for_old = re.findall(r"#else\s+CUDNN_CHECK\(cudnnGetConvolution\w+Algorithm\(", code)
-        assert len(removed) == 3 and len(kept_for_old) == 3, layer
+    deconv = (tmp_path / "src/caffe/layers/cudnn_deconv_layer.cpp").read_text()
+    # The removed calls survive only in the branch for cuDNN < 8.
+    removed = re.findall(r"cudnnGetConvolution\w+Algorithm\(", deconv)
+    kept_for_old = re.findall(r"#else\s+CUDNN_CHECK\(cudnnGetConvolution\w+Algorithm\(", deconv)
+    assert len(removed) == 3 and len(kept_for_old) == 3
+    # cuda/0007: the convolution times all three searches and keeps no per-layer 8 MB limit.
+    conv = (tmp_path / "src/caffe/layers/cudnn_conv_layer.cpp").read_text()
+    assert not re.findall(r"cudnnGetConvolution\w+Algorithm\(", conv)
+    timed = re.findall(r"cudnnFindConvolution(\w+)AlgorithmEx\(", conv)
+    assert sorted(timed) == ["BackwardData", "BackwardFilter", "Forward"]
+    assert "8*1024*1024" not in conv and "cudaMalloc(&(this->workspaceData)" not in conv
+    # cuda/0006: TF32 by default for cuDNN and cuBLAS, with one switch for both.
+    common = (tmp_path / "src/caffe/common.cpp").read_text()
+    assert common.count("SetCublasMathMode(") == 3 and "CAFFE_ALLOW_TF32" in common
+    assert "NVIDIA_TF32_OVERRIDE" in common
+    assert "cudnnSetConvolutionMathType" in (tmp_path / "include/caffe/util/cudnn.hpp").read_text()
+
+
+
+# The translation units patches cuda/0006-0007 change (the TF32 switch, the algorithm
+# search and the shared workspace); a full CUDA build takes ~20 minutes on 2 cores.
+CUDA_PATCHED_SOURCES = ("src/caffe/common.cpp", "src/caffe/util/cudnn.cpp",
+                        "src/caffe/layers/cudnn_conv_layer.cpp",
+                        "src/caffe/layers/cudnn_conv_layer.cu",
+                        "src/caffe/layers/cudnn_deconv_layer.cpp")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None,
+                    reason="no nvcc here: the CUDA sources compile where the CUDA toolkit is")
+def test_patched_cuda_sources_compile(tmp_path, pinned_source_tarball):
+    """Where nvcc is, the CUDA patches' sources compile against cuDNN 9 and cuBLAS 13 (the
+    headers scripts/gpu/build_bundle.sh unpacks from NVIDIA's wheels)."""
+    from runtime.caffe_env import caffe_prefix
+    libs = Path(os.environ.get("FER_CUDA_LIBS_DIR")
+                or Path(os.environ.get("FER_GPU_BUILD_DIR", "/tmp/caffe-cuda")) / "cuda-libs")
+    assert (libs / "include" / "cudnn.h").is_file(), (
+        f"nvcc is here but {libs}/include has no cuDNN headers: run "
+        "FER_GPU_BUILD_ONLY=1 scripts/gpu/build_bundle.sh (it unpacks them) or set FER_CUDA_LIBS_DIR")
+    with tarfile.open(pinned_source_tarball) as archive:
+        archive.extractall(tmp_path)
+    for patch in sorted(PATCHES.glob("*.patch")) + sorted((PATCHES / "cuda").glob("*.patch")):
+        subprocess.run(["patch", "-p1", "--forward", "--batch", "-s", "-i", str(patch)],
+                       cwd=tmp_path, check=True)
+    # caffe.pb.h comes from the CPU build: the same caffe.proto, the same protobuf. nvcc
+    # compiles the .cpp files too (with the toolkit's own include folder).
+    includes = ["-I", str(tmp_path / "include"), "-I", str(caffe_prefix() / "include"),
+                "-I", str(libs / "include"), "-DUSE_CUDNN"]
+    for source in CUDA_PATCHED_SOURCES:
+        proc = subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90", "-c", "-o",
+                               str(tmp_path / "unit.o"), *includes, str(tmp_path / source)],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{source}:\n{proc.stderr[-3000:]}"
 
 
 # ---------------------------------------------------------------- the GPU check's scripts
@@ -562,3 +608,28 @@ def test_ci_builds_the_image_after_the_test_suite():
     tests = next(i for i, line in enumerate(lines) if "scripts/test.sh" in line)
     check = next(i for i, line in enumerate(lines) if "scripts/docker_check.sh" in line)
     assert check > tests
+
+
+def test_gpu_check_tf32_curve_must_follow_the_strict_one():
+    """check_gpu.py --curve-reference: the TF32 run's loss curve against the strict-FP32 run's,
+    per tenth of the run, as a share of the starting loss."""
+    from scripts.gpu.check_gpu import curve_gap
+    strict = {i: 2.0 - i / 100 for i in range(0, 100)}
+    noisy = {i: loss + (0.05 if i % 2 else -0.05) for i, loss in strict.items()}
+    assert curve_gap(noisy, strict) < 0.01  # iteration noise averages out within a tenth
+    late_rise = {i: loss + (0.3 if i >= 90 else 0.0) for i, loss in strict.items()}
+    start = sum(strict[i] for i in range(10)) / 10
+    assert curve_gap(late_rise, strict) == pytest.approx(0.3 / start)
+    with pytest.raises(ValueError, match="share 5 iterations"):
+        curve_gap({i: 1.0 for i in range(5)}, strict)
+
+
+def test_gpu_check_refuses_a_curve_reference_without_a_curve(tmp_path):
+    reference = tmp_path / "fp32.json"
+    reference.write_text('{"pycaffe_gpu_vs_cpu_relative_error": {}}')
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/gpu/check_gpu.py"),
+                           "--caffe-bin", "caffe", "--work", str(tmp_path / "work"),
+                           "--iters", "10", "--curve-reference", str(reference)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no training curve" in proc.stderr, proc.stderr
+    assert not (tmp_path / "work").exists()  # refused before any work
