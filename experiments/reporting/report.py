@@ -30,26 +30,33 @@ __all__ = ["build_report", "collect_protocol", "collect_statistics", "load_run",
 
 def accuracy_section(runs):
     lines = ["## Accuracy", "",
-             "Mean ± standard deviation of the fold accuracies (%); the paper reports the mean "
-             "of ten folds (FER2013: its private test set).", "",
-             "| run | dataset | net | variant | folds | ours | paper | paper table |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "Mean ± standard deviation of the fold accuracies (%); pooled: every fold's test "
+             "images counted together; units, pooled: one decision per sequence (the softmax of its "
+             "frames averaged), pooled over the folds, the form of the paper's CK+, Oulu-CASIA and "
+             "MMI figures (docs/recipe.md; FER2013: its private test set).", "",
+             "| run | dataset | net | variant | folds | ours | pooled | units, pooled | paper | paper table |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     notes = []
     for run in runs:
         config, summary = run["config"], run["summary"]
         if config.get("tool") != "crossval":
             continue
         paper, table = paper_results.paper_accuracy(config["dataset"], config["net"], config["variant"])
+        pooled = units = "–"
         if summary is None:
             ours, folds = "not finished", "–"
         else:
             ours = f"{pct(summary['mean_accuracy'])} ± {pct(summary['std_accuracy'])}"
             folds = str(len(summary["folds"]))
+            pooled = pct(summary.get("pooled_accuracy"))
+            if summary.get("units"):
+                units = f"{pct(summary['units']['pooled_accuracy'])} of {summary['units']['count']}"
         note = paper_results.printed_twice_note(config["dataset"], config["net"], config["variant"])
         if note and note not in notes:
             notes.append(note)
         lines.append(f"| {run['dir'].name} | {dataset_title(config['dataset'])} | {config['net']} "
-                     f"| {config['variant']} | {folds} | {ours} | {paper_number(paper)} | {table or '–'}"
+                     f"| {config['variant']} | {folds} | {ours} | {pooled} | {units} | {paper_number(paper)} "
+                     f"| {table or '–'}"
                      f"{' *' if note else ''} |")
     return lines + ([""] + [f"\\* {note}" for note in notes] if notes else [])
 

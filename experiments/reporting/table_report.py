@@ -62,6 +62,34 @@ def baseline_cell(table, cell, cells):
                  == (cell.kind, cell.net, cell.data, cell.test, cell.finetune_from)), None)
 
 
+def pooled_figures(cell, run_dirs):
+    """The decisions pooled over every fold, per image and per decision unit (a sequence's
+    frames), averaged over seeds: {"pooled_accuracy", "unit_pooled_accuracy", "units"} where known.
+    The paper's CK+, Oulu-CASIA and MMI figures are unit decisions pooled over folds
+    (docs/recipe.md)."""
+    images, units, counts = [], [], []
+    for run_dir in run_dirs:
+        if cell.kind == "crossdb":
+            result = read_json(Path(run_dir) / f"test_{cell.test}" / RESULT)
+            images.append(result["accuracy"])
+            if "unit_accuracy" in result:
+                units.append(result["unit_accuracy"])
+                counts.append(result["test_units"])
+            continue
+        summary = read_summary(run_dir)
+        if "pooled_accuracy" in summary:
+            images.append(summary["pooled_accuracy"])
+        if summary.get("units"):
+            units.append(summary["units"]["pooled_accuracy"])
+            counts.append(summary["units"]["count"])
+    figures = {}
+    if len(images) == len(run_dirs):
+        figures["pooled_accuracy"] = float(np.mean(images))
+    if len(units) == len(run_dirs):
+        figures.update(unit_pooled_accuracy=float(np.mean(units)), units=counts[0])
+    return figures
+
+
 def cell_results(table, cells, run_dirs_of):
     """One dict per cell: accuracy with its spreads and interval, and the test against its baseline."""
     rows = []
@@ -73,6 +101,7 @@ def cell_results(table, cells, run_dirs_of):
                "runs": [str(d) for d in run_dirs], "finished": _finished(cell, run_dirs)}
         if row["finished"]:
             row.update(statistics.cell_statistics(_runs_of(cell, run_dirs)))
+            row.update(pooled_figures(cell, run_dirs))
             baseline = baseline_cell(table, cell, cells)
             if baseline is not None and _finished(baseline, run_dirs_of(baseline)):
                 comparison = statistics.compare_to_baseline(_runs_of(cell, run_dirs),
@@ -107,13 +136,16 @@ def _grid_markdown(rows, reference):
 
 
 def _details_markdown(rows):
-    lines = ["| runs | row | column | seeds | accuracy | ± over seeds | ± over folds | 95 % CI | vs baseline | "
-             "McNemar p | noise |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| runs | row | column | seeds | accuracy | ± over seeds | ± over folds | pooled | units, pooled "
+             "| 95 % CI | vs baseline | McNemar p | noise |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         runs = run_names(r["runs"])
         if not r["finished"]:
-            lines.append(f"| {runs} | {r['row']} | {r['column']} | – | not run | | | | | | |")
+            lines.append(f"| {runs} | {r['row']} | {r['column']} | – | not run | | | | | | | | |")
             continue
+        units = (f"{pct(r['unit_pooled_accuracy'])} of {r['units']}" if r.get("unit_pooled_accuracy") is not None
+                 else "–")
         ci = (f"{pct(r['ci_low'])}–{pct(r['ci_high'])} ({r['ci_over']})"
               if r.get("ci_low") is not None else "–")
         versus = (f"{100 * r['difference']:+.2f} vs {r['baseline']}" if r.get("baseline") else "–")
@@ -121,9 +153,12 @@ def _details_markdown(rows):
         noise = "–" if r.get("within_noise") is None else ("within noise" if r["within_noise"]
                                                           else "significant")
         lines.append(f"| {runs} | {r['row']} | {r['column']} | {len(r['runs'])} | {pct(r['accuracy'])} | "
-                     f"{pct(r.get('std_over_seeds'))} | {pct(r.get('std_over_folds'))} | {ci} | "
-                     f"{versus} | {p_value} | {noise} |")
-    return lines
+                     f"{pct(r.get('std_over_seeds'))} | {pct(r.get('std_over_folds'))} | "
+                     f"{pct(r.get('pooled_accuracy'))} | {units} | {ci} | {versus} | {p_value} | {noise} |")
+    return lines + ["", "accuracy: the mean of the folds' accuracies (and of the seeds'); pooled: every "
+                    "fold's test images counted together; units, pooled: one decision per sequence (its "
+                    "frames' softmax averaged), pooled over the folds, the form of the paper's CK+, "
+                    "Oulu-CASIA and MMI figures (docs/recipe.md)."]
 
 
 def _balance_markdown(rows):

@@ -29,6 +29,7 @@ import numpy as np
 from data_prep.lmdb_io import lmdb_keys, lmdb_record_count, read_lmdb, write_lmdb
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name, parse_key, test_key
+from experiments.analysis.protocol import write_run_checks
 from experiments.running.evaluation import evaluate, net_with_test_source
 from experiments.running.options import OptionError, check_batch, check_data
 from experiments.running.run_folder import (RESULT, SUMMARY, TRAINING, crossdb_run_name, prepare_run_dir,
@@ -226,6 +227,7 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None,
         print(f"{name} -> {dataset}: accuracy {100 * result['accuracy']:.2f} % "
               f"on {result['test_images']} images (left out: {result['left_out'] or 'none'})")
     write_json_atomic(run_dir / SUMMARY, {"tests": tests, "classes": train_set.classes})
+    write_run_checks(run_dir, progress=True)
     print(f"results: {run_dir}")
     return tests
 

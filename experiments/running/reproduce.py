@@ -19,7 +19,6 @@ from typing import Optional
 from tqdm import tqdm
 
 from data_prep.prepared import PreparedDataset
-from experiments.analysis.protocol import write_run_checks
 from experiments.analysis.respond_ratio import run_respond_ratio
 from experiments.running.crossdb import check_run as check_crossdb_run, run_crossdb
 from experiments.running.crossval import chosen_splits, check_run as check_crossval_run, run_crossval
@@ -214,7 +213,6 @@ def run_job(job, scale, runs_dir, folders, gpu=None):
     if job.kind == "crossdb":
         tests = [dataset_for(folders, d, job.net).root for d in DATABASES if d != job.data]
         run_crossdb(dataset_for(folders, job.data, job.net).root, tests, options, runs_dir, name=name, gpu=gpu)
-        write_run_checks(runs_dir / name, progress=True)   # crossval runs store theirs themselves
     else:
         run_crossval(dataset_for(folders, job.data, job.net).root, options, runs_dir, name=name, gpu=gpu)
     return runs_dir / name

@@ -61,7 +61,8 @@ def test_report_tables_name_each_run(tmp_path):
     runs = [write_run(tmp_path / name, {"fold_00": ([0, 1, 0, 1], [0, 1, 0, 0])})
             for name in ("tiny_toy_l2_first", "tiny_toy_l2_second")]
     text = report.build_report(runs, tmp_path / "report.md", checks=False)
-    assert "| run | dataset | net | variant | folds | ours | paper | paper table |" in text
+    assert ("| run | dataset | net | variant | folds | ours | pooled | units, pooled | paper "
+            "| paper table |") in text
     for name in ("tiny_toy_l2_first", "tiny_toy_l2_second"):
         assert f"| {name} | tiny | toy | l2 | 1 | 75.00 ± 0.00 |" in text      # accuracy
         assert f"| {name} | tiny | toy | l2 | – | 50.00 | 50.00 |" in text       # sensitivity

@@ -171,8 +171,11 @@ def test_report_puts_paper_numbers_beside_ours(finished_run, tmp_path):
     (ck_run / "summary.json").write_text((run_dir / "summary.json").read_text())
     text = report.build_report([run_dir, ck_run], tmp_path / "report.md")
     ours = f"{100 * summary['mean_accuracy']:.2f} ± {100 * summary['std_accuracy']:.2f}"
-    assert f"| tiny | toy | l2_center | 3 | {ours} | – | – |" in text
-    assert f"| CK+ | resnet | l2_center | 3 | {ours} | 97.59 | Table 7 |" in text
+    # Beside the mean of the folds: every fold pooled, per image and per unit (issue 22, item 3).
+    pooled = f"{100 * summary['pooled_accuracy']:.2f}"
+    units = f"{100 * summary['units']['pooled_accuracy']:.2f} of {summary['units']['count']}"
+    assert f"| tiny | toy | l2_center | 3 | {ours} | {pooled} | {units} | – | – |" in text
+    assert f"| CK+ | resnet | l2_center | 3 | {ours} | {pooled} | {units} | 97.59 | Table 7 |" in text
     assert "![tiny_toy_l2_center confusion]" in text
 
 

@@ -76,6 +76,11 @@ def test_a_synthetic_table_runs_writes_statistics_and_reuses_finished_runs(fer, 
     cells = {cell["column"]: cell for cell in table["cells"]}
     assert set(cells) == {"softmax", "l2"} and all(c["finished"] for c in cells.values())
     assert cells["l2"]["seeds"] == [1, 2] and cells["l2"]["baseline"] == "softmax"
+    # The pooled figures of each seed's summary.json, averaged over the seeds.
+    summaries = [json.loads((tmp_path / run.split("/")[-1] / "summary.json").read_text())
+                 for run in cells["l2"]["runs"]]
+    assert cells["l2"]["pooled_accuracy"] == pytest.approx(
+        sum(s["pooled_accuracy"] for s in summaries) / 2)
     assert 0 <= cells["l2"]["p_value"] <= 1 and cells["l2"]["ci_over"] == "test images"
     for run in cells["l2"]["runs"]:
         config = json.loads((tmp_path / run.split("/")[-1] / "config.json").read_text())
