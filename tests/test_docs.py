@@ -167,6 +167,9 @@ def _help_text(tool):
     script = _tool_script(tool)
     if script is None:
         return (REPO / tool).read_text()   # the script parses its own flags: they appear in its text
+    # only a tool that parses its arguments answers --help without doing its work
+    assert "argparse" in script.read_text() or "parse_args" in script.read_text(), (
+        f"{script.relative_to(REPO)} parses no arguments, so the docs cannot show a command line for it")
     completed = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO,
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, f"{tool} --help failed:\n{completed.stderr}"
