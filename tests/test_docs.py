@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.registry import DATASETS
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 PLACEHOLDER_CHARS = "<{*…["
@@ -258,3 +260,38 @@ def test_the_path_check_catches_a_missing_path():
     assert list(_named_paths("see `tools/no_such_tool.py` and benchmarks/layers.md.")) == [
         "tools/no_such_tool.py", "benchmarks/layers.md"]
     assert list(_named_paths("prototxt/{net}_{variant}_solver.prototxt and runs/x")) == []
+
+
+def _prepare_commands():
+    """(page, parsed arguments) of every complete prepare command the docs show."""
+    commands = []
+    for page, tool, arguments, complete in DOC_COMMANDS:
+        script = _tool_script(tool)
+        if not complete or script is None or script.stem != "prepare":
+            continue
+        if any(_is_placeholder(token) for token in arguments):
+            continue
+        commands.append((page, _tool_parser(script).parse_args(arguments)))
+    return commands
+
+
+def test_the_docs_prepare_every_folder_the_committed_solvers_read_at_the_nets_size():
+    """Each data/prepared/<folder> a committed net reads is made by a doc command at that net's input size."""
+    made = {}
+    for page, args in _prepare_commands():
+        made[Path(args.out).name] = (page, args)
+    needed = {}
+    for net_file in sorted((REPO / "prototxt").glob("*_train_val.prototxt")):
+        text = net_file.read_text()
+        size = re.search(r'name: "input_is_1x(\d+)x\1"', text)
+        for folder in re.findall(r'source: "data/prepared/([^/"]+)/', text):
+            needed.setdefault(folder, (net_file.name, int(size.group(1)) if size else None))
+    assert needed, "no committed net reads data/prepared/: this test no longer checks anything"
+    missing = sorted(folder for folder in needed if folder not in made)
+    assert not missing, (f"no doc command prepares {missing}, which the committed nets read; "
+                         "add the prepare command to docs/data.md")
+    stored = {folder: args.size or DATASETS[args.dataset].size for folder, (_, args) in made.items()}
+    wrong_size = {folder: (net, size, stored[folder]) for folder, (net, size) in needed.items()
+                  if size is not None and stored[folder] != size}
+    assert not wrong_size, ("prepared at another size than the net reads (net, its input, the stored size): "
+                            f"{wrong_size}; pass --size")
