@@ -1,4 +1,4 @@
-"""Net and solver generator: the paper's three nets x every variant it compares.
+"""Net and solver generator: every net of NETS (the paper's three and cnn48) x every variant.
 
     from nets import NETS, VARIANTS, experiment_nets, train_val_net, deploy_net, solver, roles,
                      write_experiment

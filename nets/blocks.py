@@ -1,4 +1,4 @@
-"""NetSpec block builders shared by the three nets.
+"""NetSpec block builders shared by the nets of nets.catalog.NETS.
 
 Each builder adds layers to a ``caffe.NetSpec`` under explicit names (layer
 name = top name, as Caffe's model zoo writes them) and returns the top it made,

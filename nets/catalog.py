@@ -1,4 +1,4 @@
-"""What the paper compares: the three nets and every loss/regulariser variant.
+"""What the paper compares: the nets (the paper's three and cnn48) and every loss/regulariser variant.
 
 Plain data (no Caffe import), so that tools can list nets and variants cheaply.
 Every variant names the paper's table columns (or rows) it reproduces.
