@@ -146,10 +146,13 @@ class PreparedDataset:
         """The ``{part}_items.json`` entries of ``split`` (test and val parts)."""
         return read_json(self.items_path(split, part))
 
+    def all_items(self):
+        """{item number: its items.json entry} for every prepared item."""
+        return {int(entry["item"]): entry for entry in read_json(self.root / ITEMS)}
+
     def decision_units(self):
         """{item number: unit name} for every prepared item: "<sequence>|<label>" (module docstring)."""
-        return {int(entry["item"]): f"{entry['sequence']}|{entry['label']}"
-                for entry in read_json(self.root / ITEMS)}
+        return {item: f"{entry['sequence']}|{entry['label']}" for item, entry in self.all_items().items()}
 
     def _split(self, split):
         try:

@@ -5,7 +5,10 @@ test database. A database prepared with folds contributes every image: as the
 training database the union of its first fold's train and test LMDBs, as a
 test database the union of its folds' test LMDBs. A database with only an
 official split (FER2013) trains on its Training part while the test phase
-watches PublicTest, and is tested on PrivateTest. A training database without
+watches PublicTest; as a test database it contributes all its images (Training,
+PublicTest and PrivateTest: 35,887 for FER2013, a set a model trained on another
+database never saw, and the only one consistent with the paper's figures,
+docs/recipe.md), or its PrivateTest alone with ``official_test="private"``. A training database without
 a validation set has the test phase watch the first test database (the final
 snapshot is tested, so nothing is selected on it). Labels are matched by class
 name: test images of a class the training database lacks (e.g. neutral when
@@ -23,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.lmdb_io import lmdb_record_count, read_lmdb, write_lmdb
+from data_prep.lmdb_io import lmdb_keys, lmdb_record_count, read_lmdb, write_lmdb
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
-from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name, parse_key
+from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name, parse_key, test_key
 from experiments.running.evaluation import evaluate, net_with_test_source
 from experiments.running.options import OptionError, check_batch, check_data
 from experiments.running.run_folder import (RESULT, SUMMARY, TRAINING, crossdb_run_name, prepare_run_dir,
@@ -34,15 +37,39 @@ from experiments.running.training import FoldData, train_fold
 from runtime.files import read_json, write_json_atomic
 
 
-def test_splits(dataset):
-    """The splits whose test parts form a test database: every fold, else the official split."""
+# How a database with an official split (FER2013) is tested: every image, or its test part.
+OFFICIAL_TEST_SETS = ("all", "private")
+OFFICIAL_TEST_DEFAULT = "all"
+
+
+def test_parts(dataset, official_test=OFFICIAL_TEST_DEFAULT):
+    """[(split, part)] whose images form a test database: every fold's test part, else the
+    official split's parts (all three, or "test" = PrivateTest alone)."""
+    if official_test not in OFFICIAL_TEST_SETS:
+        raise ValueError(f"official_test must be one of {OFFICIAL_TEST_SETS}, got {official_test!r}")
     splits = dataset.fold_splits()
     if splits:
-        return splits
+        return [(split, "test") for split in splits]
     if OFFICIAL_SPLIT in dataset.splits():
-        return [OFFICIAL_SPLIT]
+        parts = dataset.parts(OFFICIAL_SPLIT) if official_test == "all" else ["test"]
+        return [(OFFICIAL_SPLIT, part) for part in parts]
     raise SystemExit(f"error: {dataset.root} has neither folds nor an official split (its splits: "
                      f"{dataset.splits()}); prepare it with --split folds --folds K")
+
+
+def _part_entries(dataset, split, part):
+    """The item entries of one part: its items.json, or for a train part (which has none) built
+    from the dataset's items.json and the part's LMDB keys."""
+    if part != "train":
+        return dataset.items(split, part)
+    catalogue = dataset.all_items()
+    crops = {}
+    for key in lmdb_keys(dataset.lmdb(split, part)):
+        item, crop = parse_key(key)
+        crops.setdefault(item, []).append(crop)
+    return [{"item": item, "keys": [test_key(item, crop) for crop in sorted(crops[item])],
+             "label": catalogue[item]["label"], "subject": catalogue[item]["subject"],
+             "source": catalogue[item]["source"]} for item in sorted(crops)]
 
 
 def merged_training_lmdb(dataset, out_path, seed=0):
@@ -56,17 +83,18 @@ def merged_training_lmdb(dataset, out_path, seed=0):
     return len(records)
 
 
-def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out):
-    """Every test item of every fold (or of the official split), relabelled to the training classes.
+def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out,
+                     official_test=OFFICIAL_TEST_DEFAULT):
+    """Every test item (``test_parts``), relabelled to the training classes, keyed as test records.
 
     Returns (records written, items kept, items left out per class name).
     """
     class_index = {name: i for i, name in enumerate(train_classes)}
     kept_items, left_out, records = [], {}, []
     seen = set()
-    for split in test_splits(dataset):
+    for split, part in test_parts(dataset, official_test):
         relabel = {}
-        for entry in dataset.items(split, "test"):
+        for entry in _part_entries(dataset, split, part):
             name = dataset.classes[entry["label"]]
             if entry["item"] in seen:
                 raise SystemExit(f"error: item {entry['item']} of {dataset.root} is in two folds' "
@@ -77,10 +105,10 @@ def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out):
                 continue
             relabel[entry["item"]] = class_index[name]
             kept_items.append(dict(entry, label=class_index[name]))
-        for key, image, _ in read_lmdb(dataset.lmdb(split, "test")):
-            item = parse_key(key)[0]
+        for key, image, _ in read_lmdb(dataset.lmdb(split, part)):
+            item, crop = parse_key(key)
             if item in relabel:
-                records.append((key, image, relabel[item]))
+                records.append((test_key(item, crop), image, relabel[item]))
     records.sort(key=lambda record: record[0])
     count = write_lmdb(out_lmdb, iter(records))
     write_json_atomic(out_items, kept_items)
@@ -113,10 +141,14 @@ def training_lmdbs(train_set, data_dir):
                      f"splits: {train_set.splits()}); prepare it with --split folds --folds K")
 
 
-def run_config(train_set, test_sets, options):
-    return {"tool": "crossdb", "data": str(train_set.root.resolve()), "dataset": train_set.name,
-            "num_classes": train_set.num_classes, "image_size": train_set.image_size,
-            "test_data": [str(d.root.resolve()) for d in test_sets], **options.config()}
+def run_config(train_set, test_sets, options, official_test=OFFICIAL_TEST_DEFAULT):
+    config = {"tool": "crossdb", "data": str(train_set.root.resolve()), "dataset": train_set.name,
+              "num_classes": train_set.num_classes, "image_size": train_set.image_size,
+              "test_data": [str(d.root.resolve()) for d in test_sets], **options.config()}
+    if any(not d.fold_splits() for d in test_sets):
+        # Recorded only where it applies: runs from before it existed tested PrivateTest alone.
+        config["official_test"] = official_test
+    return config
 
 
 def check_run(train_set, test_sets, options):
@@ -138,8 +170,12 @@ def check_run(train_set, test_sets, options):
         check_batch(options, records, str(train_set.root))
 
 
-def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
+def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None,
+                official_test=OFFICIAL_TEST_DEFAULT):
     """Train once on ``train_dir``, test on each of ``test_dirs``; returns {test name: result}.
+
+    ``official_test``: what a test database with an official split contributes ("all" its
+    images, or "private": its test part; ``test_parts``).
 
     Options that do not fit the data raise OptionError before anything is written.
     """
@@ -147,7 +183,7 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
     test_sets = [PreparedDataset.open(d) for d in test_dirs]
     check_run(train_set, test_sets, options)
     name = name or crossdb_run_name(train_set.name, options.net, options.variant)
-    run_dir = prepare_run_dir(Path(runs_dir) / name, run_config(train_set, test_sets, options))
+    run_dir = prepare_run_dir(Path(runs_dir) / name, run_config(train_set, test_sets, options, official_test))
     data_dir = run_dir / "data"
     data_dir.mkdir(exist_ok=True)
     train_lmdb, watch_lmdb = training_lmdbs(train_set, data_dir)
@@ -159,7 +195,8 @@ def run_crossdb(train_dir, test_dirs, options, runs_dir, name=None, gpu=None):
         left_out_path = data_dir / f"{test_name}_left_out.json"
         if not left_out_path.is_file():
             shutil.rmtree(lmdb_path, ignore_errors=True)
-            merged_test_lmdb(test_set, train_set.classes, lmdb_path, items_path, left_out_path)
+            merged_test_lmdb(test_set, train_set.classes, lmdb_path, items_path, left_out_path,
+                             official_test)
         merged.append((test_name, test_set.name, lmdb_path, items_path, left_out_path))
     scored = {f"test_{test_set.name}": shared_classes(train_set.classes, test_set.classes)
               for test_set in test_sets}
