@@ -22,6 +22,7 @@ through the names defined here; every reader goes through ``PreparedDataset``.
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.lmdb_io import lmdb_keys
 from runtime.files import read_json
 
 MANIFEST = "manifest.json"
@@ -145,6 +146,20 @@ class PreparedDataset:
     def items(self, split, part):
         """The ``{part}_items.json`` entries of ``split`` (test and val parts)."""
         return read_json(self.items_path(split, part))
+
+    def part_entries(self, split, part):
+        """The item entries of one part: ``{part}_items.json``, or for a train part (which has
+        none) built from items.json and the part's LMDB keys."""
+        if part != "train":
+            return self.items(split, part)
+        catalogue = self.all_items()
+        crops = {}
+        for key in lmdb_keys(self.lmdb(split, part)):
+            item, crop = parse_key(key)
+            crops.setdefault(item, []).append(crop)
+        return [{"item": item, "keys": [test_key(item, crop) for crop in sorted(crops[item])],
+                 "label": catalogue[item]["label"], "subject": catalogue[item]["subject"],
+                 "source": catalogue[item]["source"]} for item in sorted(crops)]
 
     def all_items(self):
         """{item number: its items.json entry} for every prepared item."""
