@@ -61,3 +61,19 @@ def test_train_parts_have_item_entries_and_an_item_in_two_parts_is_refused(datas
     assert not (tmp_path / "y.json").exists()
     np.testing.assert_equal(sorted(e["item"] for e in entries),
                             sorted({parse_key(k)[0] for k, _, _ in read_lmdb(dataset.lmdb("fold_00", "train"))}))
+
+
+def test_where_a_missing_lmdb_belongs_and_the_command_that_prepares_it():
+    from pathlib import Path
+
+    from data_prep.prepared import lmdb_location, parse_root_name, prepare_command, root_name
+    assert lmdb_location("data/prepared/mmi-48/fold_03/test_lmdb") == (Path("data/prepared/mmi-48"), "fold_03", "test")
+    assert lmdb_location("data/prepared/fer2013-112/official/val_lmdb")[1:] == ("official", "val")
+    assert lmdb_location("data/prepared/x/somewhere/train_lmdb") is None   # not a split name
+    assert lmdb_location("/somewhere/my_lmdb") is None
+    assert parse_root_name(root_name("fer2013", 112)) == ("fer2013", 112)
+    assert parse_root_name(root_name("ckplus")) == ("ckplus", None) and parse_root_name("My Data") is None
+    assert prepare_command("data/prepared/mmi-48/fold_00/train_lmdb") == (
+        "python data_prep/prepare.py --dataset mmi --root <your mmi copy> --out data/prepared/mmi-48 --size 48")
+    assert prepare_command("data/prepared/ckplus/fold_00/train_lmdb").endswith("--out data/prepared/ckplus")
+    assert prepare_command("/somewhere/my_lmdb") is None
