@@ -19,9 +19,11 @@ sequence's peak frames; an image alone where the database has no sequences).
 (FER2013's Training / PublicTest / PrivateTest). data_prep.writer writes splits
 through the names defined here; every reader goes through ``PreparedDataset``.
 """
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.lmdb_io import lmdb_keys
 from runtime.files import read_json
 
 MANIFEST = "manifest.json"
@@ -58,6 +60,45 @@ def parse_key(key):
         raise ValueError(f"{key!r} is not a prepared-dataset LMDB key "
                          "('{item:07d}_{crop:02d}' or '{position:08d}_{item:07d}_{crop:02d}')")
     return int(fields[-2]), int(fields[-1])
+
+
+def lmdb_location(source):
+    """(root, split, part) of an LMDB path laid out as ``<root>/<split>/<part>_lmdb``, else None.
+
+    Reads nothing: it tells where a missing LMDB belongs (runtime.preflight's advice).
+    """
+    source = Path(source)
+    part = next((part for part in PARTS if source.name == lmdb_name(part)), None)
+    if part is None or len(source.parts) < 3:
+        return None
+    split = source.parent.name
+    if split != OFFICIAL_SPLIT and not re.fullmatch(rf"{FOLD_PREFIX}\d+", split):
+        return None
+    return source.parent.parent, split, part
+
+
+def root_name(dataset, size=None):
+    """The folder name the docs and the committed solvers give a prepared dataset: ``<dataset>-<size>``."""
+    return dataset if size is None else f"{dataset}-{size}"
+
+
+def parse_root_name(name):
+    """(dataset, size or None) of a folder named by root_name, else None."""
+    match = re.fullmatch(r"([a-z0-9]+?)(?:-(\d+))?", name)
+    if not match:
+        return None
+    return match.group(1), (int(match.group(2)) if match.group(2) else None)
+
+
+def prepare_command(source):
+    """The prepare command that creates the LMDB ``source`` of the prepared layout, else None."""
+    location = lmdb_location(source)
+    named = location and parse_root_name(location[0].name)
+    if not named:
+        return None
+    dataset, size = named
+    return (f"python data_prep/prepare.py --dataset {dataset} --root <your {dataset} copy> "
+            f"--out {location[0]}" + (f" --size {size}" if size else ""))
 
 
 class PreparedDatasetError(SystemExit):
@@ -145,6 +186,20 @@ class PreparedDataset:
     def items(self, split, part):
         """The ``{part}_items.json`` entries of ``split`` (test and val parts)."""
         return read_json(self.items_path(split, part))
+
+    def part_entries(self, split, part):
+        """The item entries of one part: ``{part}_items.json``, or for a train part (which has
+        none) built from items.json and the part's LMDB keys."""
+        if part != "train":
+            return self.items(split, part)
+        catalogue = self.all_items()
+        crops = {}
+        for key in lmdb_keys(self.lmdb(split, part)):
+            item, crop = parse_key(key)
+            crops.setdefault(item, []).append(crop)
+        return [{"item": item, "keys": [test_key(item, crop) for crop in sorted(crops[item])],
+                 "label": catalogue[item]["label"], "subject": catalogue[item]["subject"],
+                 "source": catalogue[item]["source"]} for item in sorted(crops)]
 
     def all_items(self):
         """{item number: its items.json entry} for every prepared item."""

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import text_format
 
 from experiments.running.evaluation import softmax
 from runtime.caffe_env import import_caffe
+from runtime.prototxt import PrototxtError, read_net
 
 
 class DeployNetError(ValueError):
@@ -25,14 +25,13 @@ class DeployNetError(ValueError):
 
 def deploy_input_size(deploy):
     """Side S of the N x 1 x S x S ``data`` input of a deploy prototxt (read without building the net)."""
-    caffe_pb2 = import_caffe().proto.caffe_pb2
     deploy = Path(deploy)
     if not deploy.is_file():
         raise DeployNetError(f"error: deploy net {deploy} does not exist")
     try:
-        net_param = text_format.Parse(deploy.read_text(), caffe_pb2.NetParameter())
-    except text_format.ParseError as exc:
-        raise DeployNetError(f"error: {deploy} is not a Caffe prototxt ({exc})") from None
+        net_param = read_net(deploy)
+    except PrototxtError as exc:
+        raise DeployNetError(f"error: {deploy} is not a Caffe prototxt ({exc.reason})") from None
     for layer in net_param.layer:
         if layer.type == "Input" and "data" in layer.top:
             dims = list(layer.input_param.shape[0].dim) if layer.input_param.shape else []
@@ -73,7 +72,7 @@ class CaffeClassifier:
         self.input_size = deploy_input_size(self.deploy)
         if not self.weights.is_file():
             raise DeployNetError(f"error: caffemodel {self.weights} does not exist")
-        net_param = text_format.Parse(self.deploy.read_text(), caffe.proto.caffe_pb2.NetParameter())
+        net_param = read_net(self.deploy)
         self._logits = _logits_blob(net_param, self.deploy)
         if gpu is None:
             caffe.set_mode_cpu()

@@ -2,8 +2,15 @@
 
 Images are decoded by data_prep.pipeline.decode_item, the decoder prepare.py
 uses (gray, with its checks for empty, truncated and undecodable files);
-videos are read frame by frame with OpenCV's VideoCapture.
+videos are read frame by frame with OpenCV's VideoCapture. A file that is not
+a video makes FFmpeg, GStreamer and OpenCV's own log write lines of noise
+straight to file descriptor 2, past Python's sys.stderr; VideoCapture's calls
+run with that descriptor pointed at /dev/null, and the caller gets one
+VideoError instead, reported against the file's name.
 """
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,29 +72,56 @@ def read_colour(path):
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
+@contextmanager
+def native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null for the block: C libraries' messages are dropped.
+
+    Only VideoCapture's own calls run inside it (never a yield), so Python's
+    messages and the progress bar between frames are untouched.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def video_frames(path, every=1):
     """Yield (frame number, BGR frame) of every ``every``-th frame; VideoError if none can be read."""
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
-    capture = cv2.VideoCapture(str(path))
+    with native_stderr_silenced():
+        capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise VideoError("OpenCV cannot open it as a video (unknown container or codec, or not a video)")
         number, read = 0, 0
         while True:
             if number % every == 0:
-                ok, frame = capture.read()
+                with native_stderr_silenced():
+                    ok, frame = capture.read()
                 if not ok:
                     break
                 read += 1
                 yield number, frame
-            elif not capture.grab():
-                break
+            else:
+                with native_stderr_silenced():
+                    grabbed = capture.grab()
+                if not grabbed:
+                    break
             number += 1
         if read == 0:
             raise VideoError("OpenCV opened it but could not decode a single frame")
     finally:
-        capture.release()
+        with native_stderr_silenced():
+            capture.release()
 
 
 __all__ = ["ImageError", "Input", "VideoError", "VIDEO_SUFFIXES", "expand_inputs", "read_colour",

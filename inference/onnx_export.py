@@ -35,20 +35,20 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from google.protobuf import text_format
 from onnx import TensorProto, helper, numpy_helper
 
 from caffe_layers import functional
+from caffe_layers.params import REQUIRED
 from data_prep.prepared import MANIFEST
-from experiments.running.run_folder import TRAINING, read_config, trained_folds, trained_snapshot
-from nets import file_names
+from experiments.running.run_folder import TrainedModelError, trained_model
+from inference.onnx_metadata import METADATA_KEY
 from nets.blocks import TEST
 from nets.build import phase_net
 from runtime.caffe_env import import_caffe
 from runtime.files import read_json
+from runtime.prototxt import PrototxtError, read_net
 
 OPSET = 17
-METADATA_KEY = "fer_sparse"
 INPUT = "data"
 
 # Layer types that only make sense with labels or gradients; a deploy net
@@ -62,10 +62,6 @@ L2_NORMALIZE = ("caffe_layers.l2_norm", "L2Normalize")
 MASKED_INNER_PRODUCT = ("caffe_layers.pruning", "MaskedInnerProduct")
 NORMALIZED_INNER_PRODUCT = ("caffe_layers.normface", "NormalizedInnerProduct")
 EXPORTED_PYTHON = (L2_NORMALIZE, MASKED_INNER_PRODUCT, NORMALIZED_INNER_PRODUCT)
-# param_str defaults of the two Python layers (caffe_layers/l2_norm.py, pruning.py SCHEMA).
-L2_DEFAULTS = {"alpha": 1.0, "learn_alpha": False, "eps": 1e-6}
-MASKED_DEFAULTS = {"prune_ratio": 0.3, "bias_term": True}
-NORMALIZED_DEFAULTS = {"eps": 1e-12}
 
 
 class OnnxExportError(ValueError):
@@ -74,15 +70,13 @@ class OnnxExportError(ValueError):
 
 def read_net_param(deploy_prototxt):
     """The TEST-phase NetParameter of a prototxt file."""
-    caffe_pb2 = import_caffe().proto.caffe_pb2
     path = Path(deploy_prototxt)
     if not path.is_file():
         raise OnnxExportError(f"error: deploy net {path} does not exist")
-    net_param = caffe_pb2.NetParameter()
     try:
-        text_format.Merge(path.read_text(), net_param)
-    except text_format.ParseError as exc:
-        raise OnnxExportError(f"error: {path} is not a Caffe prototxt ({exc})") from exc
+        net_param = read_net(path)
+    except PrototxtError as exc:
+        raise OnnxExportError(f"error: {path} is not a Caffe prototxt ({exc.reason})") from exc
     return phase_net(net_param, TEST)
 
 
@@ -116,7 +110,20 @@ def _python_kind(layer):
     return (layer.python_param.module, layer.python_param.layer)
 
 
-def _python_params(layer, defaults):
+def python_layer_schema(layer):
+    """The param_str schema (caffe_layers.params.Param per key) of an exported Python layer:
+    its defaults are the layer module's own, never copied here."""
+    # Imported on use: the layer modules load pycaffe, which check_layers does not need.
+    from caffe_layers import l2_norm, normface, pruning
+    schemas = {L2_NORMALIZE: l2_norm.SCHEMA, MASKED_INNER_PRODUCT: pruning.SCHEMA,
+               NORMALIZED_INNER_PRODUCT: normface.SCHEMA}
+    return schemas[_python_kind(layer)]
+
+
+def python_layer_params(layer):
+    """{key: value} of a Python layer's param_str, the keys it leaves out at their schema defaults."""
+    defaults = {key: spec.default for key, spec in python_layer_schema(layer).items()
+                if spec.default is not REQUIRED}
     given = json.loads(layer.python_param.param_str or "{}")
     return {**defaults, **given}
 
@@ -399,7 +406,7 @@ def _convert_inner_product(g, layer, weights, source):
 
 
 def _convert_masked_inner_product(g, layer, weights, source):
-    params = _python_params(layer, MASKED_DEFAULTS)
+    params = python_layer_params(layer)
     inputs = int(np.prod(g.shapes[layer.bottom[0]][1:]))
     num_output = int(params["num_output"])
     blobs = _params(layer, weights, 2 if params["bias_term"] else 1, source)
@@ -412,7 +419,7 @@ def _convert_masked_inner_product(g, layer, weights, source):
 
 
 def _convert_l2_normalize(g, layer, weights, source):
-    params = _python_params(layer, L2_DEFAULTS)
+    params = python_layer_params(layer)
     if params["learn_alpha"]:
         (alpha,) = _params(layer, weights, 1, source)
         alpha = float(_shaped(alpha, [1], layer, source)[0])
@@ -447,7 +454,7 @@ def _convert_l2_normalize(g, layer, weights, source):
 
 
 def _convert_normalized_inner_product(g, layer, weights, source):
-    params = _python_params(layer, NORMALIZED_DEFAULTS)
+    params = python_layer_params(layer)
     inputs = int(np.prod(g.shapes[layer.bottom[0]][1:]))
     (matrix,) = _params(layer, weights, 1, source)
     matrix = _shaped(matrix, [int(params["num_output"]), inputs], layer, source)
@@ -520,7 +527,7 @@ def export_onnx(deploy_prototxt, caffemodel, out_path, metadata=None):
     """Write the ONNX model of ``deploy_prototxt`` with the weights of ``caffemodel``; return its path.
 
     ``metadata`` (a JSON-able dict, e.g. the run config and the prepared
-    dataset's manifest) is stored under metadata_props["fer_sparse"]; read it
+    dataset's manifest) is stored under metadata_props[METADATA_KEY]; read it
     back with read_metadata().
     """
     deploy_prototxt, out_path = Path(deploy_prototxt), Path(out_path)
@@ -563,22 +570,6 @@ def read_metadata(onnx_path):
 MANIFEST_KEYS_LEFT_OUT = ("skipped", "fallbacks", "counts", "splits", "duplicates")
 
 
-def run_fold_dir(run_dir, fold=None):
-    """The fold folder of a run to export: ``fold``, or the first (sorted) with a finished training."""
-    run_dir = Path(run_dir)
-    if fold is not None:
-        fold_dir = run_dir / fold
-        if not (fold_dir / TRAINING).is_file():
-            raise OnnxExportError(f"error: {fold_dir} has no finished training ({TRAINING} missing); "
-                                  f"pass a --fold that finished (one of: {', '.join(trained_folds(run_dir)) or 'none'})")
-        return fold_dir
-    folds = trained_folds(run_dir)
-    if not folds:
-        raise OnnxExportError(f"error: {run_dir} has no fold with a finished training "
-                              f"({TRAINING}); train it with tools/crossval.py first")
-    return run_dir / folds[0]
-
-
 def run_export_inputs(run_dir, fold=None):
     """(deploy prototxt, caffemodel, metadata) of a crossval/crossdb run folder's fold.
 
@@ -586,18 +577,17 @@ def run_export_inputs(run_dir, fold=None):
     prepared dataset's manifest (less MANIFEST_KEYS_LEFT_OUT), so that a
     predictor can preprocess exactly as data_prep did.
     """
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    fold_dir = run_fold_dir(run_dir, fold)
-    deploy = fold_dir / file_names(config["net"], config["variant"])["deploy"]
-    if not deploy.is_file():
-        raise OnnxExportError(f"error: {deploy} is missing; the fold folder {fold_dir} is incomplete")
-    weights = trained_snapshot(fold_dir)
+    try:
+        found = trained_model(run_dir, fold)
+    except TrainedModelError as exc:
+        raise OnnxExportError(str(exc)) from None
+    run_dir, fold_dir, config, deploy, weights = (found.run_dir, found.fold_dir, found.config,
+                                                  found.deploy, found.weights)
     manifest_path = Path(config["data"]) / MANIFEST
     if not manifest_path.is_file():
         raise OnnxExportError(f"error: {manifest_path} (the run's prepared dataset, config.json's "
                               "\"data\") is missing; the model's preprocessing cannot be recorded. "
-                              "Put the prepared dataset back there or export with --deploy/--weights")
+                              "Put the prepared dataset back there or export the deploy net and its caffemodel alone")
     manifest = read_json(manifest_path)
     metadata = {
         "class_names": list(manifest["classes"]),

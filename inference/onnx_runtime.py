@@ -1,6 +1,6 @@
 """Class probabilities from an exported ONNX model with onnxruntime: no Caffe needed.
 
-Imports only numpy, onnxruntime and the standard library, so that a machine
+Imports only numpy, onnxruntime, the standard library and inference.onnx_metadata, so that a machine
 with ``pip install -r requirements-onnx.txt`` and no Caffe runs it. The model
 is one written by inference.onnx_export: input ``data`` (N x 1 x S x S raw
 gray, 0-255, the Caffe deploy net's input), output ``prob`` (N x K softmax).
@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-# The metadata_props key inference.onnx_export writes (repeated here: that module imports Caffe).
-METADATA_KEY = "fer_sparse"
+from inference.onnx_metadata import METADATA_KEY
 
 
 class OnnxModelError(ValueError):

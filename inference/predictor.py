@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from data_prep.prepared import MANIFEST
-from experiments.running.run_folder import CONFIG, TRAINING, read_config, snapshot_path, trained_folds
+from experiments.running.run_folder import TrainedModelError, trained_model
 from inference.media import read_gray
 from inference.preprocessing import FaceCropper, SmallFace, prep_config_from_manifest
 from runtime.files import read_json
@@ -58,43 +58,13 @@ class ImagePrediction:
 
 
 def resolve_run_model(model, fold=None):
-    """(deploy prototxt, caffemodel, config, fold folder) of a run folder or a fold folder of one."""
-    model = Path(model)
-    if (model / CONFIG).is_file():
-        run_dir = model
-        if fold is None:
-            folds = trained_folds(run_dir)
-            if not folds:
-                raise ModelError(f"error: {run_dir} has no fold with a finished training ({TRAINING} "
-                                 "missing in every fold); train it with tools/crossval.py (a rerun "
-                                 "resumes) or pass --model DEPLOY CAFFEMODEL --manifest M")
-            fold = folds[0]
-        fold_dir = run_dir / fold
-    elif (model.parent / CONFIG).is_file():
-        if fold is not None and fold != model.name:
-            raise ModelError(f"error: {model} is already the fold {model.name}; --fold {fold} contradicts it")
-        run_dir, fold_dir = model.parent, model
-    else:
-        raise ModelError(f"error: {model} is neither a run folder (no {CONFIG}) nor a fold folder of one; "
-                         "pass a folder written by tools/crossval.py or tools/crossdb.py, or "
-                         "--model DEPLOY CAFFEMODEL --manifest M")
-    config = read_config(run_dir)
-    if not fold_dir.is_dir():
-        raise ModelError(f"error: {run_dir} has no fold {fold_dir.name} (folds with a finished training: "
-                         f"{', '.join(trained_folds(run_dir)) or 'none'})")
-    from nets.experiment import file_names   # the net generator is needed only on the Caffe path
-    deploy = fold_dir / file_names(config["net"], config["variant"])["deploy"]
-    if not deploy.is_file():
-        raise ModelError(f"error: {deploy} is missing; the fold folder {fold_dir} is incomplete: "
-                         "rerun tools/crossval.py on it")
-    if not (fold_dir / TRAINING).is_file():
-        raise ModelError(f"error: {fold_dir} has no trained caffemodel: its training did not finish "
-                         f"({TRAINING} missing); rerun tools/crossval.py (it resumes) or pass another fold")
-    weights = snapshot_path(fold_dir, read_json(fold_dir / TRAINING)["iterations"])
-    if not weights.is_file():
-        raise ModelError(f"error: {fold_dir} has no caffemodel {weights.name} (the final snapshot "
-                         f"{TRAINING} names); the fold was damaged: rerun its training")
-    return deploy, weights, config, fold_dir
+    """(deploy prototxt, caffemodel, config, fold folder) of a run folder or a fold folder of one
+    (experiments.running.run_folder.trained_model decides which model a folder holds)."""
+    try:
+        found = trained_model(model, fold)
+    except TrainedModelError as exc:
+        raise ModelError(str(exc)) from None
+    return found.deploy, found.weights, found.config, found.fold_dir
 
 
 def _read_manifest(path):
@@ -184,7 +154,7 @@ class Predictor:
         elif model.suffix == ".prototxt":
             if weights is None or manifest is None:
                 raise ModelError(f"error: the deploy net {model} needs its caffemodel and the manifest.json of "
-                                 "the prepared dataset it was trained on (--model DEPLOY CAFFEMODEL --manifest M)")
+                                 "the prepared dataset it was trained on (--model DEPLOY --weights CAFFEMODEL --manifest M)")
             if fold is not None:
                 raise ModelError("error: --fold goes with a run folder, not with a deploy net")
             deploy, weights = model, Path(weights)
@@ -218,8 +188,8 @@ class Predictor:
             self.manifest, self.manifest_origin = self.classifier.metadata["manifest"], f"{model}'s metadata"
         else:
             raise ModelError(f"error: {model} records no prepared-dataset manifest (it was exported with "
-                             "--deploy/--weights); pass --manifest M, the manifest.json of the dataset it was "
-                             "trained on, or export it with tools/export_onnx.py --run")
+                             "a deploy net and its weights alone); pass --manifest M, the manifest.json of the dataset "
+                             "it was trained on, or export it from its run folder with tools/export_onnx.py")
         run = self.classifier.metadata.get("run", {})
         self.description = f"{model}" + (f" (exported from {run['folder']}/{run['fold']})" if run else "")
         self.backend = "onnx"

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from google.protobuf import text_format
+from runtime.prototxt import PrototxtError, read_prototxt
 
 PREPARE = ("python data_prep/prepare.py --dataset {dataset} --root <your {dataset} copy> "
            "--out {out}{size}")
@@ -80,10 +80,9 @@ def solver_flag(argv):
 
 def _parse(path, message, what):
     try:
-        text_format.Parse(Path(path).read_text(), message)
-    except (OSError, text_format.ParseError) as exc:
-        raise PreflightError(f"cannot read the {what} {path}: {exc}") from None
-    return message
+        return read_prototxt(path, message)
+    except PrototxtError as exc:
+        raise PreflightError(f"cannot read the {what} {path}: {exc.reason}") from None
 
 
 def snapshot_folder(solver_path, solver_param):

@@ -1,7 +1,7 @@
 """Expressions of every face in photos and videos, with a model trained by this project.
 
     python tools/predict.py --model runs/synthetic_toy_l2 [--fold fold_00] photos/ clip.mp4 [--every 5]
-    python tools/predict.py --model D_deploy.prototxt W.caffemodel --manifest M/manifest.json face.jpg
+    python tools/predict.py --model D_deploy.prototxt --weights W.caffemodel --manifest M/manifest.json face.jpg
     python tools/predict.py --onnx toy.onnx photos/ --format csv --out faces.csv --annotate drawn/
 
 Finds every face with dlib and crops it exactly as data_prep/prepare.py
@@ -10,8 +10,11 @@ normalisation from the prepared dataset's manifest); a face's probabilities
 are the mean softmax over its crops, as the cross-validation scores test
 images. Writes one JSON Lines record (or CSV row) per face, and one per
 image/frame without a classified face, per face too small and per unreadable
-input (fields: inference/records.py); the summary goes to stderr. --onnx runs
-an exported model with onnxruntime and needs no Caffe. See docs/inference.md.
+input (fields: inference/records.py); the summary and the names of unreadable
+inputs go to stderr. Exits 1 when not a single image or video frame could be
+read (nothing was classified). --onnx runs an exported model with onnxruntime
+and needs no Caffe. A model is named as in tools/export_onnx.py: --model
+RUN_FOLDER_OR_DEPLOY, --weights with a deploy net. See docs/inference.md.
 """
 import argparse
 import os
@@ -26,16 +29,22 @@ from inference.records import FORMATS, RecordWriter
 from runtime.caffe_env import CaffeNotAvailable
 
 
+# Unreadable inputs named one per line on stderr before the summary; the records hold them all.
+UNREADABLE_SHOWN = 20
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--model", nargs="+", metavar="PATH", type=Path,
+    model.add_argument("--model", nargs="+", metavar="RUN_FOLDER_OR_DEPLOY", type=Path,
                        help="a run folder or fold folder of tools/crossval.py / crossdb.py, or a deploy "
-                       "prototxt followed by its caffemodel (then --manifest is required)")
+                       "prototxt (then --weights and --manifest are required)")
     model.add_argument("--onnx", type=Path, help="an ONNX model written by tools/export_onnx.py (no Caffe needed)")
     parser.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
                         help="image files, folders (searched recursively) and video files")
+    parser.add_argument("--weights", type=Path, metavar="CAFFEMODEL",
+                        help="the caffemodel of a deploy prototxt given to --model")
     parser.add_argument("--fold", help="fold of a run folder (default: the first with a finished training)")
     parser.add_argument("--manifest", type=Path, help="manifest.json of the prepared dataset the model was "
                         "trained on (default: the run's dataset, or the ONNX model's metadata)")
@@ -62,11 +71,17 @@ def parse_args(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
     if args.model is not None:
-        # --model's values run on into the inputs: a deploy prototxt takes the next one as its caffemodel
-        count = 2 if args.model[0].suffix == ".prototxt" else 1
-        if len(args.model) < count:
-            parser.error(f"--model {args.model[0]}: a deploy prototxt is followed by its caffemodel")
-        args.model, args.inputs = args.model[:count], args.model[count:] + args.inputs
+        # --model's values run on into the inputs (argparse cannot tell them apart)
+        model, rest = args.model[0], args.model[1:]
+        if model.suffix == ".prototxt" and args.weights is None and rest and rest[0].suffix == ".caffemodel":
+            print("warning: --model DEPLOY CAFFEMODEL is now --model DEPLOY --weights CAFFEMODEL; "
+                  "the old form will go", file=sys.stderr)
+            args.weights, rest = rest[0], rest[1:]
+        args.model, args.inputs = model, rest + args.inputs
+        if model.suffix == ".prototxt" and args.weights is None:
+            parser.error(f"--model {model}: a deploy prototxt needs --weights CAFFEMODEL")
+    elif args.weights is not None:
+        parser.error("--weights goes with --model DEPLOY, not with --onnx")
     if not args.inputs:
         parser.error("give at least one INPUT (image, folder or video)")
     if args.every < 1 or args.batch_size < 1 or args.workers < 1:
@@ -80,8 +95,7 @@ def load_predictor(args):
             raise ModelError("error: --gpu and --fold go with --model (Caffe), not with --onnx")
         return Predictor(args.onnx, manifest=args.manifest, min_face=args.min_face, fallback=args.fallback,
                          batch_crops=args.batch_size, detect_max_side=args.detect_max_side)
-    weights = args.model[1] if len(args.model) == 2 else None
-    return Predictor(args.model[0], weights=weights, manifest=args.manifest, fold=args.fold, gpu=args.gpu,
+    return Predictor(args.model, weights=args.weights, manifest=args.manifest, fold=args.fold, gpu=args.gpu,
                      min_face=args.min_face, fallback=args.fallback, batch_crops=args.batch_size,
                      detect_max_side=args.detect_max_side)
 
@@ -101,8 +115,15 @@ def main(argv=None):
         raise SystemExit(f"predict.py: {exc}") from None
     inputs = expand_inputs(args.inputs)
     writer = RecordWriter(args.format, predictor.class_names, path=args.out)
+    unreadable = []
+
+    def write(record):
+        writer.write(record)
+        if record["status"] == "unreadable":
+            unreadable.append(f"{record['input']}: {record['reason']}")
+
     try:
-        counts = predict_inputs(predictor, inputs, writer.write, every=args.every, landmarks=landmarks,
+        counts = predict_inputs(predictor, inputs, write, every=args.every, landmarks=landmarks,
                                 annotate_dir=args.annotate, group_size=16, progress=not args.quiet,
                                 workers=args.workers)
     except BrokenPipeError:  # stdout piped into a reader that stopped early (head): stop quietly
@@ -113,8 +134,16 @@ def main(argv=None):
         raise
     writer.close()
     if not args.quiet:
+        for line in unreadable[:UNREADABLE_SHOWN]:
+            print(f"predict.py: unreadable: {line}", file=sys.stderr)
+        if len(unreadable) > UNREADABLE_SHOWN:
+            print(f"predict.py: ... and {len(unreadable) - UNREADABLE_SHOWN} more unreadable inputs "
+                  "(status \"unreadable\" in the records)", file=sys.stderr)
         print(f"predict.py: {predictor.description}: {counts.summary()}"
               + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+    if counts.images + counts.frames == 0:
+        raise SystemExit(f"predict.py: error: nothing was classified: none of the {counts.inputs} inputs "
+                         "could be read as an image or a video (the reasons are in the records)")
     return counts
 
 

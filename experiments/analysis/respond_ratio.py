@@ -26,7 +26,6 @@ does; crops are accounted for by their offsets. Results go to
 """
 from pathlib import Path
 
-from google.protobuf import text_format
 
 import numpy as np
 from scipy.special import logsumexp
@@ -41,6 +40,7 @@ from experiments.paper.paper_results import TABLE2_PARTS
 from experiments.running.run_folder import read_config, read_summary, trained_snapshot
 from nets.experiment import file_names
 from runtime.files import write_json_atomic
+from runtime.prototxt import read_net
 
 
 def part_boxes(template):
@@ -105,8 +105,7 @@ def respond_ratios(log_terms_by_class):
 
 def _conv_geometry(net_path, layer_name):
     """(kernel, stride) of a square convolution, read from the net's own definition."""
-    caffe_pb2 = import_caffe().proto.caffe_pb2
-    net_param = text_format.Parse(Path(net_path).read_text(), caffe_pb2.NetParameter())
+    net_param = read_net(net_path)
     conv = next(layer.convolution_param for layer in net_param.layer if layer.name == layer_name)
     return conv.kernel_size[0], (conv.stride[0] if conv.stride else 1)
 

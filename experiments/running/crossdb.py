@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.lmdb_io import lmdb_keys, lmdb_record_count, read_lmdb, write_lmdb
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
-from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name, parse_key, test_key
+from data_prep.lmdb_io import lmdb_record_count
+from data_prep.merge import merge_test_records, merge_training_records
+from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name
 from experiments.analysis.protocol import write_run_checks
 from experiments.running.evaluation import evaluate, net_with_test_source
 from experiments.running.options import OptionError, check_batch, check_data
@@ -58,30 +59,10 @@ def test_parts(dataset, official_test=OFFICIAL_TEST_DEFAULT):
                      f"{dataset.splits()}); prepare it with --split folds --folds K")
 
 
-def _part_entries(dataset, split, part):
-    """The item entries of one part: its items.json, or for a train part (which has none) built
-    from the dataset's items.json and the part's LMDB keys."""
-    if part != "train":
-        return dataset.items(split, part)
-    catalogue = dataset.all_items()
-    crops = {}
-    for key in lmdb_keys(dataset.lmdb(split, part)):
-        item, crop = parse_key(key)
-        crops.setdefault(item, []).append(crop)
-    return [{"item": item, "keys": [test_key(item, crop) for crop in sorted(crops[item])],
-             "label": catalogue[item]["label"], "subject": catalogue[item]["subject"],
-             "source": catalogue[item]["source"]} for item in sorted(crops)]
-
-
 def merged_training_lmdb(dataset, out_path, seed=0):
     """All records of a prepared dataset (fold_00's train + test), shuffled, as one LMDB."""
     split = dataset.fold_splits()[0]
-    records = []
-    for part in ("train", "test"):
-        records.extend((image, label) for _, image, label in read_lmdb(dataset.lmdb(split, part)))
-    order = np.random.default_rng(seed).permutation(len(records))
-    write_lmdb(out_path, ((f"{rank:08d}", *records[index]) for rank, index in enumerate(order)))
-    return len(records)
+    return merge_training_records(dataset, [(split, "train"), (split, "test")], out_path, seed)
 
 
 def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out,
@@ -90,32 +71,8 @@ def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out,
 
     Returns (records written, items kept, items left out per class name).
     """
-    class_index = {name: i for i, name in enumerate(train_classes)}
-    kept_items, left_out, records = [], {}, []
-    seen = set()
-    for split, part in test_parts(dataset, official_test):
-        relabel = {}
-        for entry in _part_entries(dataset, split, part):
-            name = dataset.classes[entry["label"]]
-            if entry["item"] in seen:
-                raise SystemExit(f"error: item {entry['item']} of {dataset.root} is in two folds' "
-                                 "test sets")
-            seen.add(entry["item"])
-            if name not in class_index:
-                left_out[name] = left_out.get(name, 0) + 1
-                continue
-            relabel[entry["item"]] = class_index[name]
-            kept_items.append(dict(entry, label=class_index[name]))
-        for key, image, _ in read_lmdb(dataset.lmdb(split, part)):
-            item, crop = parse_key(key)
-            if item in relabel:
-                records.append((test_key(item, crop), image, relabel[item]))
-    records.sort(key=lambda record: record[0])
-    count = write_lmdb(out_lmdb, iter(records))
-    write_json_atomic(out_items, kept_items)
-    # Written last: its presence marks the merged test set as complete.
-    write_json_atomic(out_left_out, left_out)
-    return count, len(kept_items), left_out
+    return merge_test_records(dataset, test_parts(dataset, official_test), train_classes,
+                              out_lmdb, out_items, out_left_out)
 
 
 def shared_classes(train_classes, test_classes):

@@ -21,11 +21,7 @@ from nets.blocks import TEST
 from nets.build import phase_net
 from runtime.caffe_env import import_caffe
 from runtime.files import read_json, write_json_atomic
-
-
-def _read_net(net_path):
-    caffe_pb2 = import_caffe().proto.caffe_pb2
-    return text_format.Parse(Path(net_path).read_text(), caffe_pb2.NetParameter())
+from runtime.prototxt import read_net
 
 
 def _test_data_layer(net_param):
@@ -43,7 +39,7 @@ def _test_data_layer(net_param):
 
 def test_source(net_path):
     """The LMDB a train/val net's TEST phase reads."""
-    return Path(_test_data_layer(_read_net(net_path)).data_param.source)
+    return Path(_test_data_layer(read_net(net_path)).data_param.source)
 
 
 def _logits_blob(net_param):
@@ -55,7 +51,7 @@ def _logits_blob(net_param):
 
 def net_with_test_source(net_path, source, out_path):
     """Copy of a train/val net whose TEST Data layer reads ``source`` (for cross-database tests)."""
-    net_param = _read_net(net_path)
+    net_param = read_net(net_path)
     _test_data_layer(net_param).data_param.source = str(source)
     Path(out_path).write_text(text_format.MessageToString(net_param))
     return Path(out_path)
@@ -73,7 +69,7 @@ def predict_records(net_path, weights, gpu=None):
     Returns (keys, probabilities (N, K), labels (N,)).
     """
     caffe = import_caffe()
-    net_param = _read_net(net_path)
+    net_param = read_net(net_path)
     keys = lmdb_keys(_test_data_layer(net_param).data_param.source)
     logits_name = _logits_blob(net_param)
     if gpu is None:

@@ -20,6 +20,7 @@ snapshot it resumes from its newest valid one (nets, logs and snapshots are
 kept, anything else is removed), else it restarts from scratch.
 """
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.files import read_json, write_json_atomic
@@ -186,3 +187,66 @@ def trained_folds(run_dir):
     """Fold folders of a run whose training finished (training.json), sorted: the first is the
     one a model is taken from when none is named (tools/predict.py, tools/export_onnx.py)."""
     return sorted(p.name for p in Path(run_dir).iterdir() if (p / TRAINING).is_file())
+
+
+class TrainedModelError(ValueError):
+    """A folder that does not hold a trained model; the message names the folder and what is missing."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The model a run folder holds: one fold's deploy net and its final snapshot."""
+    run_dir: Path
+    fold_dir: Path
+    config: dict
+    deploy: Path
+    weights: Path
+
+
+def trained_model(folder, fold=None):
+    """The TrainedModel of a run folder (``fold``, default the first trained one) or of one of its folds.
+
+    The one answer to "which trained model does this folder hold", for
+    inference.predictor and inference.onnx_export alike. Raises TrainedModelError.
+    """
+    folder = Path(folder)
+    if (folder / CONFIG).is_file():
+        run_dir = folder
+        if fold is None:
+            folds = trained_folds(run_dir)
+            if not folds:
+                raise TrainedModelError(
+                    f"error: {run_dir} has no fold with a finished training ({TRAINING} missing in "
+                    "every fold); train it with tools/crossval.py (a rerun resumes)")
+            fold = folds[0]
+        fold_dir = run_dir / fold
+    elif (folder.parent / CONFIG).is_file():
+        if fold is not None and fold != folder.name:
+            raise TrainedModelError(f"error: {folder} is already the fold {folder.name}; "
+                                    f"the fold {fold} contradicts it")
+        run_dir, fold_dir = folder.parent, folder
+    else:
+        raise TrainedModelError(f"error: {folder} is neither a run folder (no {CONFIG}) nor a fold "
+                                "folder of one; name a folder written by tools/crossval.py or "
+                                "tools/crossdb.py")
+    config = read_config(run_dir)
+    if not fold_dir.is_dir():
+        raise TrainedModelError(f"error: {run_dir} has no fold {fold_dir.name} (folds with a finished "
+                                f"training: {', '.join(trained_folds(run_dir)) or 'none'})")
+    if not (fold_dir / TRAINING).is_file():
+        raise TrainedModelError(
+            f"error: {fold_dir} has no finished training ({TRAINING} missing): its training did not "
+            f"finish; rerun tools/crossval.py (it resumes) or take a trained fold (one of: "
+            f"{', '.join(trained_folds(run_dir)) or 'none'})")
+    # Imported here: this module is read on the ONNX route too, where nets (and the protobuf
+    # modules it builds nets with) are not needed.
+    from nets.experiment import file_names
+    deploy = fold_dir / file_names(config["net"], config["variant"])["deploy"]
+    if not deploy.is_file():
+        raise TrainedModelError(f"error: {deploy} is missing; the fold folder {fold_dir} is incomplete: "
+                                "rerun tools/crossval.py on it")
+    weights = snapshot_path(fold_dir, read_json(fold_dir / TRAINING)["iterations"])
+    if not weights.is_file():
+        raise TrainedModelError(f"error: {fold_dir} has no caffemodel {weights.name} (the final snapshot "
+                                f"{TRAINING} names); the fold was damaged: rerun its training")
+    return TrainedModel(run_dir, fold_dir, config, deploy, weights)

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from google.protobuf import text_format
 from tqdm import tqdm
 
 from experiments.running.caffe_train import run_caffe_train, segment_starts, snapshot_problem
@@ -24,8 +23,8 @@ from experiments.running.run_folder import (TRAIN_LOG, TRAINING, UNPRUNED_STAGE,
 from nets.catalog import PRUNE_RETRAIN_SHARE, check_variant
 from nets.solvers import DEFAULT_MAX_ITER, PAPER_SOLVER
 from nets.experiment import file_names, render, write_experiment
-from runtime.caffe_env import import_caffe
 from runtime.files import read_json, write_json_atomic, write_text_atomic
+from runtime.prototxt import read_net
 
 # Default snapshot interval: a kill loses at most about 4 minutes at the paper's
 # solver (batch 64). CPU, measured on 2 cores (benchmarks/train.csv, patched
@@ -124,8 +123,7 @@ def _check_same_nets(folder, before):
 
 def _without_pruning(prototxt):
     """Rewrite a net's MaskedInnerProduct layers with prune_ratio 0 (pruning stage 1)."""
-    caffe_pb2 = import_caffe().proto.caffe_pb2
-    net = text_format.Parse(Path(prototxt).read_text(), caffe_pb2.NetParameter())
+    net = read_net(prototxt)
     for layer in net.layer:
         if layer.type == "Python" and layer.python_param.layer == "MaskedInnerProduct":
             settings = json.loads(layer.python_param.param_str)

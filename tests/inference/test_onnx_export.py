@@ -322,7 +322,7 @@ def make_run(tmp_path, deploy, weights):
 def test_export_tool_on_a_run_folder(caffe, tmp_path, toy_model, capsys):
     deploy, weights, batch = toy_model
     run, config, manifest = make_run(tmp_path, deploy, weights)
-    out = export_tool.main(["--run", str(run), "--out", str(tmp_path / "run.onnx")])
+    out = export_tool.main(["--model", str(run), "--out", str(tmp_path / "run.onnx")])
     assert "wrote" in capsys.readouterr().out
     metadata = read_metadata(out)
     assert metadata["run"]["config"] == config
@@ -337,18 +337,29 @@ def test_export_tool_on_a_run_folder(caffe, tmp_path, toy_model, capsys):
     assert np.abs(classifier.probabilities(batch) - expected).max() < TOLERANCE
 
     with pytest.raises(SystemExit, match="fold_01 has no finished training.*one of: fold_00"):
-        export_tool.main(["--run", str(run), "--fold", "fold_01", "--out", str(tmp_path / "x.onnx")])
+        export_tool.main(["--model", str(run), "--fold", "fold_01", "--out", str(tmp_path / "x.onnx")])
     assert not (tmp_path / "x.onnx").exists()
+    # a fold folder names its model as the run folder and --fold do (run_folder.trained_model)
+    from_fold = export_tool.main(["--model", str(run / "fold_00"), "--out", str(tmp_path / "fold.onnx")])
+    assert read_metadata(from_fold) == metadata
+    # the old spelling still works and says what replaced it
+    capsys.readouterr()
+    old = export_tool.main(["--run", str(run), "--out", str(tmp_path / "old.onnx")])
+    assert read_metadata(old) == metadata
+    assert "warning: --run is now --model" in capsys.readouterr().err
 
 
-def test_export_tool_on_deploy_and_weights(tmp_path, toy_model):
+def test_export_tool_on_deploy_and_weights(tmp_path, toy_model, capsys):
     deploy, weights, batch = toy_model
-    out = export_tool.main(["--deploy", str(deploy), "--weights", str(weights),
+    out = export_tool.main(["--model", str(deploy), "--weights", str(weights),
                             "--out", str(tmp_path / "sub" / "toy.onnx")])
     assert read_metadata(out) == {}
     assert OnnxClassifier(out).probabilities(batch).shape == (6, 6)
     with pytest.raises(SystemExit):
-        export_tool.main(["--deploy", str(deploy), "--out", str(tmp_path / "y.onnx")])
+        export_tool.main(["--model", str(deploy), "--out", str(tmp_path / "y.onnx")])
+    assert "a deploy prototxt needs --weights CAFFEMODEL" in capsys.readouterr().err
+    old = export_tool.main(["--deploy", str(deploy), "--weights", str(weights), "--out", str(tmp_path / "o.onnx")])
+    assert read_metadata(old) == {} and "warning: --deploy is now --model" in capsys.readouterr().err
 
 
 def test_export_of_a_trained_run_reproduces_its_predictions(tmp_path):
@@ -359,7 +370,7 @@ def test_export_of_a_trained_run_reproduces_its_predictions(tmp_path):
                    "--runs-dir", str(tmp_path / "runs"), "--folds", "1", "--iters", "40",
                    "--batch-size", "16", "--base-lr", "0.01"])
     run = tmp_path / "runs" / "tiny_toy_l2norm_adaptive"
-    out = export_tool.main(["--run", str(run), "--out", str(tmp_path / "tiny.onnx")])
+    out = export_tool.main(["--model", str(run), "--out", str(tmp_path / "tiny.onnx")])
     classifier = OnnxClassifier(out)
     assert classifier.class_names == list(CLASSES)
     keys, images, labels = zip(*read_lmdb(PreparedDataset.open(prepared).lmdb("fold_00", "test")))

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def onnx_model(trained):
-    return export_onnx.main(["--run", str(trained["run"]), "--out", str(trained["root"] / "toy.onnx")])
+    return export_onnx.main(["--model", str(trained["run"]), "--out", str(trained["root"] / "toy.onnx")])
 
 
 def _predict(argv):
@@ -236,7 +236,7 @@ def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path
     with pytest.raises(ModelError, match=r"takes 64x64 inputs but .*manifest.json was prepared at 48x48"):
         Predictor(wrong, weights=weights, manifest=manifest)
     with pytest.raises(SystemExit, match=r"takes 64x64 inputs"):
-        predict.main(["--model", str(wrong), str(weights), "--manifest", str(manifest), "x.png"])
+        predict.main(["--model", str(wrong), "--weights", str(weights), "--manifest", str(manifest), "x.png"])
     with pytest.raises(ModelError, match=r"needs its caffemodel and the manifest.json"):
         Predictor(deploy, weights=weights)
     # a deploy net with weights and manifest given works like the run folder
@@ -250,7 +250,7 @@ def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path
     with pytest.raises(ManifestError, match=r"has no 'alignment'.*prepare the dataset again"):
         Predictor(deploy, weights=weights, manifest=tmp_path / "old.json")
     # an ONNX model exported without metadata needs --manifest
-    bare = export_onnx.main(["--deploy", str(deploy), "--weights", str(weights), "--out", str(tmp_path / "bare.onnx")])
+    bare = export_onnx.main(["--model", str(deploy), "--weights", str(weights), "--out", str(tmp_path / "bare.onnx")])
     with pytest.raises(ModelError, match=r"records no prepared-dataset manifest.*--manifest"):
         Predictor(bare)
     assert Predictor(bare, manifest=manifest).predict(_synthetic_face(5)).faces[0].label == via_run.faces[0].label
@@ -348,3 +348,50 @@ def test_gpu_is_used_or_refused_with_a_clear_error(trained):
     else:                 # a CPU-only Caffe would abort the process: refused before, saying why
         with pytest.raises(ValueError, match=r"Caffe cannot use GPU 0 \(.+\); run on the CPU \(leave out --gpu\)"):
             Predictor(trained["run"], gpu=0)
+
+
+def test_a_deploy_net_is_named_as_in_export_onnx_and_the_old_form_still_works(trained, tmp_path, capsys):
+    deploy, weights = trained["fold"] / "toy_l2_deploy.prototxt", trained["fold"] / "snapshot_iter_60.caffemodel"
+    manifest = trained["data"] / "manifest.json"
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), _synthetic_face(6))
+    common = ["--manifest", str(manifest), "--out"]
+    new, _ = _predict(["--model", str(deploy), "--weights", str(weights), str(image), *common, str(tmp_path / "n.jsonl")])
+    assert "warning" not in capsys.readouterr().err
+    old, _ = _predict(["--model", str(deploy), str(weights), str(image), *common, str(tmp_path / "o.jsonl")])
+    assert "warning: --model DEPLOY CAFFEMODEL is now --model DEPLOY --weights CAFFEMODEL" in capsys.readouterr().err
+    assert new == old and new[0]["status"] == "face"
+    with pytest.raises(SystemExit):
+        predict.main(["--model", str(deploy), str(image), "--manifest", str(manifest)])
+    assert "a deploy prototxt needs --weights CAFFEMODEL" in capsys.readouterr().err
+
+
+def test_nothing_readable_exits_non_zero_naming_each_file_without_video_library_noise(trained, tmp_path):
+    fake_video = tmp_path / "holiday.mp4"
+    fake_video.write_text("this is a text file, not a video\n" * 20)
+    fake_image = tmp_path / "photo.png"
+    fake_image.write_text("not an image")
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "predict.py"), "--model", str(trained["run"]),
+                           str(fake_video), str(fake_image), "--out", str(tmp_path / "r.jsonl")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    lines = [line.rsplit("\r", 1)[-1] for line in done.stderr.strip().splitlines()]  # the progress bar's last state
+    assert f"predict.py: unreadable: {fake_video}: OpenCV cannot open it as a video" in done.stderr
+    assert f"predict.py: unreadable: {fake_image}: " in done.stderr
+    assert lines[-1].startswith("predict.py: error: nothing was classified: none of the 2 inputs")
+    # FFmpeg ("moov atom not found"), GStreamer and OpenCV's log wrote to fd 2 before: nothing of theirs remains
+    noise = [line for line in lines if not line.startswith(("predict.py: ", "predicting: "))]
+    assert not noise, done.stderr
+    assert {r["status"] for r in read_records(tmp_path / "r.jsonl")} == {"unreadable"}
+
+
+def test_a_real_video_still_reads_while_native_stderr_is_silenced(tmp_path):
+    from inference.media import video_frames
+    path = tmp_path / "clip.avi"
+    video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (64, 48))
+    for value in range(0, 250, 50):
+        video.write(np.full((48, 64, 3), value, np.uint8))
+    video.release()
+    frames = list(video_frames(path, every=2))
+    assert [number for number, _ in frames] == [0, 2, 4]
+    assert abs(int(frames[1][1].mean()) - 100) <= 3
