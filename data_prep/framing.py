@@ -75,6 +75,13 @@ def cut_frame(gray, frame, out_side):
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def frame_to_face_box(frame):
+    """2x3 transform putting the square ``frame`` (left, top, side) onto the face box, as
+    data_prep.alignment.frame_to_box puts a whole ready-cut image there."""
+    left, top, side = frame
+    return np.array([[1 / side, 0.0, -left / side], [0.0, 1 / side, -top / side]])
+
+
 def frame_face(gray, box, framing, detect):
     """(left, top, side) in ``gray`` of the frame ``framing`` puts around the face in ``box``.
 

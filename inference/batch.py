@@ -75,9 +75,9 @@ def _units(inputs, every, landmarks, want_colour, bar):
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_cropper(config, min_face, fallback):
+def _worker_cropper(config, min_face, fallback, framing):
     """A worker process's FaceCropper, built once per process and setting (dlib's models load once)."""
-    return FaceCropper(config, min_face=min_face, fallback=fallback)
+    return FaceCropper(config, min_face=min_face, fallback=fallback, framing=framing)
 
 
 def _crop_in_worker(settings, image):
@@ -104,7 +104,8 @@ def predict_inputs(predictor, inputs, write, every=1, landmarks=None, annotate_d
         return _predict_inputs(predictor, inputs, write, every, landmarks, annotate_dir, group_size, progress,
                                lambda images: [predictor.cropper.faces(gray, marks) for gray, marks in images])
     cropper = predictor.cropper
-    crop = functools.partial(_crop_in_worker, (cropper.config, cropper.min_face, cropper.fallback))
+    crop = functools.partial(_crop_in_worker, (cropper.config, cropper.min_face, cropper.fallback,
+                                               cropper.framing))
     # spawn: the parent runs OpenBLAS / onnxruntime threads, which fork does not copy safely
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
         return _predict_inputs(predictor, inputs, write, every, landmarks, annotate_dir, group_size * workers,

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data_prep.framing import framing_from_dict, load_fer2013_framing
 from data_prep.prepared import MANIFEST
 from experiments.running.run_folder import TrainedModelError, trained_model
 from inference.media import read_gray
@@ -106,13 +107,16 @@ class Predictor:
     detect_max_side: detect faces at up to this shorter side (default: the
         manifest's, what prepare used); raise it to find small faces in large
         photos (the crops are cut at full resolution either way).
+    whole_image: for a model prepared with --align none (FER2013), take each
+        whole image as the face (inputs that are ready-cut faces already)
+        instead of detecting faces and cutting them with the manifest's framing.
 
     Attributes: class_names, input_size, backend ("caffe" or "onnx"),
     description (which files were loaded), manifest, config (PrepConfig).
     """
 
     def __init__(self, model, weights=None, manifest=None, fold=None, gpu=None, min_face=20,
-                 fallback="report", batch_crops=256, detect_max_side=None):
+                 fallback="report", batch_crops=256, detect_max_side=None, whole_image=False):
         model = Path(model)
         if batch_crops < 1:
             raise ValueError(f"batch_crops must be >= 1, got {batch_crops}")
@@ -139,7 +143,22 @@ class Predictor:
                              f"{self.manifest_origin} names {len(self.class_names)}: pass the manifest of the "
                              "dataset this model was trained on")
         self.input_size = self.config.size
-        self.cropper = FaceCropper(self.config, min_face=min_face, fallback=fallback)
+        self.cropper = FaceCropper(self.config, min_face=min_face, fallback=fallback,
+                                   framing=self._framing(whole_image))
+
+    def _framing(self, whole_image):
+        """The Framing an --align none model's faces are cut with (None: whole images, or aligned nets)."""
+        if self.config.align != "none" or whole_image:
+            return None
+        if self.manifest.get("framing"):
+            return framing_from_dict(self.manifest["framing"], f"{self.manifest_origin} framing")
+        if self.manifest.get("dataset") == "fer2013":
+            # Prepared before the manifest recorded it: FER2013's framing is a fact of the database.
+            return load_fer2013_framing()
+        raise ModelError(
+            f"error: {self.manifest_origin} was prepared with --align none (each training image used "
+            "whole) and records no framing to cut faces from photos with; pass the images as ready-cut "
+            "faces with --whole-image, or measure the database's framing (tools/measure_framing.py)")
 
     def _load_caffe(self, model, weights, manifest, fold, gpu):
         from inference.caffe_backend import CaffeClassifier, deploy_input_size

@@ -12,8 +12,12 @@ onto the template, the crop windows and the gray normalisation
 
 Where the landmarks come from follows prepare's rule: known landmarks when the
 caller gives them (prepare used them for every image listed in a landmarks
-CSV, e.g. the synthetic faces), else dlib's; a model prepared with
-``--align none`` (FER2013) takes the whole image as the face. Unlike prepare,
+CSV, e.g. the synthetic faces), else dlib's. A model prepared with ``--align
+none`` (FER2013, whose images are ready-cut faces) was trained on whole images
+framed as its database frames faces: every face dlib finds is cut with that
+framing (the manifest's ``framing``, data_prep/framing.py), and the whole image
+is the face only when the caller says the inputs are such crops already
+(``framing=None``). Unlike prepare,
 an image without a face is reported, not mapped whole onto the face box,
 unless ``fallback="frame"`` asks for prepare's ``--fallback frame`` rule.
 """
@@ -25,6 +29,7 @@ import numpy as np
 from data_prep.alignment import (FaceAligner, apply_affine, crop_offsets, frame_to_box, known_points,
                                  normalise_gray, points_to_box, warp_crops)
 from data_prep.face_template import template_from_dict
+from data_prep.framing import frame_face, frame_to_face_box
 from data_prep.pipeline import PrepConfig
 
 FALLBACKS = ("report", "frame")
@@ -70,7 +75,8 @@ class Face:
     box      (left, top, right, bottom) in image pixels: dlib's rectangle, or for
              known landmarks and whole frames the aligned face box
     points   alignment points {left_eye, right_eye, nose_base, mouth: (x, y) or None}, None for frames
-    source   "detected", "known" (given landmarks) or "frame" (whole image)
+    source   "detected", "known" (given landmarks), "framed" (dlib's face cut with the
+             database's framing) or "frame" (whole image)
     crops    (crops, S, S) uint8, normalised as the training crops were
     """
     box: tuple
@@ -101,9 +107,12 @@ class FaceCropper:
         20 pixels after upsampling; below that the crops are mostly blur).
     fallback: "report" (no face -> none returned) or "frame" (prepare's
         --fallback frame: the whole image is the face).
+    framing: for a model prepared with --align none, the data_prep.framing.Framing
+        its faces are cut with; None: each whole image is the face (inputs that are
+        ready-cut faces already).
     """
 
-    def __init__(self, config, min_face=20, fallback="report"):
+    def __init__(self, config, min_face=20, fallback="report", framing=None):
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         if min_face < 0:
@@ -111,6 +120,7 @@ class FaceCropper:
         self.config = config
         self.min_face = min_face
         self.fallback = fallback
+        self.framing = framing
         self._offsets = crop_offsets(config.crops, config.crop_shift)
         self._aligner = None
 
@@ -129,9 +139,9 @@ class FaceCropper:
         gray = np.ascontiguousarray(gray)
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise ValueError(f"expected a 2-D uint8 gray image, got {gray.dtype} of shape {gray.shape}")
-        if self.config.align == "none":
+        if self.config.align == "none" and self.framing is None:
             return [self._frame_face(gray)], []
-        if landmarks is not None:
+        if landmarks is not None and self.config.align != "none":
             points = known_points(landmarks)
             to_box = points_to_box(points, self.config.template)
             return [Face(face_box(to_box), _plain(points), "known", self.crops(gray, to_box))], []
@@ -141,6 +151,11 @@ class FaceCropper:
             if rect[2] - rect[0] < self.min_face:
                 small.append(SmallFace(rect, f"face of {rect[2] - rect[0]:.0f} px is narrower than the "
                                              f"minimum {self.min_face} px (--min-face)"))
+                continue
+            if self.config.align == "none":
+                frame = frame_face(gray, rect, self.framing, aligner.detect)
+                faces.append(Face(tuple(float(v) for v in rect), None, "framed",
+                                  self.crops(gray, frame_to_face_box(frame))))
                 continue
             points = aligner.face_points(gray, rect)
             to_box = points_to_box(points, self.config.template)

@@ -64,6 +64,10 @@ def parse_args(argv=None):
     parser.add_argument("--fallback", choices=FALLBACKS, default="report",
                         help="no face found: report it (default) or, as prepare.py's --fallback frame, "
                         "classify the whole image as the face")
+    parser.add_argument("--whole-image", action="store_true",
+                        help="for a model prepared with --align none (FER2013): the inputs are ready-cut "
+                        "faces, classify each whole image (default: detect every face and cut it with the "
+                        "database's framing, as its training images were framed)")
     parser.add_argument("--batch-size", type=int, default=256, help="crops per forward pass (default 256)")
     parser.add_argument("--workers", type=int, default=1, help="processes that detect and crop the faces "
                         "(default 1; each loads dlib's models, worth it for many images)")
@@ -94,10 +98,11 @@ def load_predictor(args):
         if args.gpu is not None or args.fold is not None:
             raise ModelError("error: --gpu and --fold go with --model (Caffe), not with --onnx")
         return Predictor(args.onnx, manifest=args.manifest, min_face=args.min_face, fallback=args.fallback,
-                         batch_crops=args.batch_size, detect_max_side=args.detect_max_side)
+                         batch_crops=args.batch_size, detect_max_side=args.detect_max_side,
+                         whole_image=args.whole_image)
     return Predictor(args.model, weights=args.weights, manifest=args.manifest, fold=args.fold, gpu=args.gpu,
                      min_face=args.min_face, fallback=args.fallback, batch_crops=args.batch_size,
-                     detect_max_side=args.detect_max_side)
+                     detect_max_side=args.detect_max_side, whole_image=args.whole_image)
 
 
 def main(argv=None):

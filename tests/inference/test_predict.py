@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from data_prep import prepare
+from data_prep.framing import load_fer2013_framing
 from data_prep.synthetic import draw_face, expression_parameters, make_subject
 from inference.predictor import ModelError, Predictor
 from inference.preprocessing import ManifestError
@@ -395,3 +396,68 @@ def test_a_real_video_still_reads_while_native_stderr_is_silenced(tmp_path):
     frames = list(video_frames(path, every=2))
     assert [number for number, _ in frames] == [0, 2, 4]
     assert abs(int(frames[1][1].mean()) - 100) <= 3
+
+
+def _align_none_manifest(trained, tmp_path, dataset, framing=True):
+    """The trained run's manifest as if its dataset had been prepared with --align none."""
+    manifest = json.loads((trained["data"] / "manifest.json").read_text())
+    manifest["alignment"]["method"] = "none"
+    manifest["dataset"] = dataset
+    manifest["framing"] = load_fer2013_framing().as_dict() if framing else None
+    path = tmp_path / f"{dataset}_{framing}_manifest.json"
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def test_a_face_in_a_photo_is_cut_as_its_ready_cut_database_framed_it(tmp_path):
+    # Issue 23, item 9: a model trained on ready-cut faces (FER2013, --align none) sees a face
+    # in a photo in the frame its database would have cut: a ready-cut face pasted 3x larger
+    # into a photo is found again in (nearly) the square it was pasted into.
+    from dataclasses import replace
+
+    from skimage import data as skimage_data
+
+    from data_prep.alignment import FaceAligner
+    from data_prep.face_template import load_template
+    from data_prep.framing import cut_frame, frame_face, frame_to_face_box
+    from data_prep.pipeline import PrepConfig
+    from inference.preprocessing import FaceCropper
+
+    framing = load_fer2013_framing()
+    gray = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)
+    aligner = FaceAligner(68)
+    ready_cut = cut_frame(gray, frame_face(gray, aligner.detect(gray), framing, aligner.detect), 48)
+    photo = np.full((400, 520), 60, np.uint8)                    # the face, 3x larger, elsewhere
+    photo[150:294, 300:444] = cv2.resize(ready_cut, (144, 144), interpolation=cv2.INTER_CUBIC)
+    config = replace(PrepConfig(template=load_template(), size=48, crops=1), align="none")
+    (framed,), _ = FaceCropper(config, framing=framing).faces(photo)
+    assert framed.source == "framed" and 300 <= framed.box[0] < framed.box[2] <= 444
+    left, top, side = frame_face(photo, framed.box, framing, aligner.detect)
+    # Within a tenth of the side: dlib's boxes at 48 px are whole pixels (1/48 of the side each).
+    assert abs(left - 300) < 14.4 and abs(top - 150) < 14.4 and abs(side - 144) < 14.4
+    cropper = FaceCropper(config, framing=framing)
+    np.testing.assert_array_equal(framed.crops, cropper.crops(photo, frame_to_face_box((left, top, side))))
+    # The whole photo as the face (the old behaviour) is another view altogether.
+    (old,), _ = FaceCropper(config).faces(photo)
+    assert old.source == "frame" and old.box[2] - old.box[0] > 2 * side
+
+
+def test_an_align_none_model_detects_faces_unless_told_the_inputs_are_crops(trained, tmp_path):
+    noise = np.random.default_rng(5).integers(0, 256, (96, 96)).astype(np.uint8)
+    face = _synthetic_face(4)
+    fer = _align_none_manifest(trained, tmp_path, "fer2013")
+    framed = Predictor(trained["run"], manifest=fer)
+    assert framed.predict(noise).faces == []                     # no face in noise: reported
+    (one,) = framed.predict(face).faces
+    whole = Predictor(trained["run"], manifest=fer, whole_image=True)
+    assert len(whole.predict(noise).faces) == 1                  # a ready-cut input: classified whole
+    # A FER2013 manifest from before the framing was recorded: the shipped FER2013 framing.
+    older = _align_none_manifest(trained, tmp_path, "fer2013", framing=False)
+    assert Predictor(trained["run"], manifest=older).cropper.framing == load_fer2013_framing()
+    other = _align_none_manifest(trained, tmp_path, "csv", framing=False)
+    with pytest.raises(ModelError, match="records no framing.*--whole-image"):
+        Predictor(trained["run"], manifest=other)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    records, _ = _predict(["--model", str(trained["run"]), "--manifest", str(fer), str(tmp_path / "noise.png"),
+                           "--whole-image", "--out", str(tmp_path / "whole.jsonl")])
+    assert [r["status"] for r in records] == ["face"]
