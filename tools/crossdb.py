@@ -18,6 +18,7 @@ from pathlib import Path
 
 from data_prep.prepared import PreparedDataset
 from experiments.running.crossdb import print_confusions, run_crossdb
+from tools.command import command_errors
 from tools.training_args import add_training_arguments, refused_options_exit, training_options
 
 
@@ -35,7 +36,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    with refused_options_exit():
+    with command_errors(__file__, argv, kept="the finished folds and the interrupted fold's newest snapshots in the run folder"), refused_options_exit():
         tests = run_crossdb(args.train_data, args.test_data, training_options(args), args.runs_dir,
                             name=args.name, gpu=args.gpu)
     print_confusions(tests, PreparedDataset.open(args.train_data).classes)

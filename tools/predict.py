@@ -24,6 +24,7 @@ from inference.preprocessing import FALLBACKS, ManifestError
 from inference.predictor import ModelError, Predictor
 from inference.records import FORMATS, RecordWriter
 from runtime.caffe_env import CaffeNotAvailable
+from tools.command import command_errors
 
 
 def parse_args(argv=None):
@@ -102,9 +103,11 @@ def main(argv=None):
     inputs = expand_inputs(args.inputs)
     writer = RecordWriter(args.format, predictor.class_names, path=args.out)
     try:
-        counts = predict_inputs(predictor, inputs, writer.write, every=args.every, landmarks=landmarks,
-                                annotate_dir=args.annotate, group_size=16, progress=not args.quiet,
-                                workers=args.workers)
+        with command_errors(__file__, argv, kept="the annotated images written so far (the --out file "
+                            "is only written complete)"):
+            counts = predict_inputs(predictor, inputs, writer.write, every=args.every, landmarks=landmarks,
+                                    annotate_dir=args.annotate, group_size=16, progress=not args.quiet,
+                                    workers=args.workers)
     except BrokenPipeError:  # stdout piped into a reader that stopped early (head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from experiments.reporting.report import build_report
+from tools.command import command_errors
 
 
 def main(argv=None):
@@ -21,7 +22,8 @@ def main(argv=None):
     parser.add_argument("--title", default="Results beside the paper")
     args = parser.parse_args(argv)
     out = args.out or args.runs[0].parent / "report.md"
-    build_report(args.runs, out, args.title)
+    with command_errors(__file__, argv):
+        build_report(args.runs, out, args.title)
     print(f"report: {out}")
     return out
 

@@ -26,12 +26,17 @@ import numpy as np
 from data_prep.lmdb_io import lmdb_record_count, read_lmdb, write_lmdb
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name, parse_key
+from experiments.errors import ExperimentError
 from experiments.running.evaluation import evaluate, net_with_test_source
 from experiments.running.options import OptionError, check_batch, check_data
 from experiments.running.run_folder import (RESULT, SUMMARY, TRAINING, crossdb_run_name, prepare_run_dir,
                                     start_fold, trained_snapshot)
 from experiments.running.training import FoldData, train_fold
 from runtime.files import read_json, write_json_atomic
+
+
+class CrossdbError(ExperimentError):
+    """A prepared dataset that cannot serve a cross-database run."""
 
 
 def test_splits(dataset):
@@ -41,7 +46,7 @@ def test_splits(dataset):
         return splits
     if OFFICIAL_SPLIT in dataset.splits():
         return [OFFICIAL_SPLIT]
-    raise SystemExit(f"error: {dataset.root} has neither folds nor an official split (its splits: "
+    raise CrossdbError(f"{dataset.root} has neither folds nor an official split (its splits: "
                      f"{dataset.splits()}); prepare it with --split folds --folds K")
 
 
@@ -69,7 +74,7 @@ def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out):
         for entry in dataset.items(split, "test"):
             name = dataset.classes[entry["label"]]
             if entry["item"] in seen:
-                raise SystemExit(f"error: item {entry['item']} of {dataset.root} is in two folds' "
+                raise CrossdbError(f"item {entry['item']} of {dataset.root} is in two folds' "
                                  "test sets")
             seen.add(entry["item"])
             if name not in class_index:
@@ -109,7 +114,7 @@ def training_lmdbs(train_set, data_dir):
         watch = (train_set.lmdb(OFFICIAL_SPLIT, "val") if train_set.has_validation(OFFICIAL_SPLIT)
                  else None)
         return train_set.lmdb(OFFICIAL_SPLIT, "train"), watch
-    raise SystemExit(f"error: {train_set.root} has neither folds nor an official split (its "
+    raise CrossdbError(f"{train_set.root} has neither folds nor an official split (its "
                      f"splits: {train_set.splits()}); prepare it with --split folds --folds K")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import PreparedDataset
+from experiments.errors import ExperimentError
 from experiments.analysis import metrics
 from experiments.reporting import plots
 from experiments.running.caffe_train import read_training_curve
@@ -22,6 +23,10 @@ from experiments.running.run_folder import (PREDICTIONS, RESULT, SUMMARY, TRAIN_
                                     prepare_run_dir, start_fold)
 from experiments.running.training import FoldData, train_fold
 from runtime.files import read_json, write_json_atomic
+
+
+class CrossvalError(ExperimentError):
+    """A prepared dataset that cannot serve a cross-validation run."""
 
 
 def run_config(dataset, options):
@@ -35,7 +40,7 @@ def chosen_splits(dataset, max_folds=None):
     """The splits a run trains: every fold (or the official split), or the first ``max_folds``."""
     splits = dataset.evaluation_splits()
     if not splits:
-        raise SystemExit(f"error: {dataset.root} has no folds and no official split (its splits: "
+        raise CrossvalError(f"{dataset.root} has no folds and no official split (its splits: "
                          f"{dataset.splits()}); prepare it with --split folds --folds K")
     if max_folds is not None:
         if isinstance(max_folds, bool) or not isinstance(max_folds, int) or not 1 <= max_folds <= len(splits):

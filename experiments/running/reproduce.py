@@ -19,12 +19,17 @@ from typing import Optional
 from tqdm import tqdm
 
 from data_prep.prepared import PreparedDataset
+from experiments.errors import ExperimentError
 from experiments.running.crossdb import check_run as check_crossdb_run, run_crossdb
 from experiments.running.crossval import chosen_splits, check_run as check_crossval_run, run_crossval
 from experiments.running.options import OptionError, TrainingOptions, option_specs
 from experiments.running.run_folder import read_summary, trained_snapshot
 from experiments.paper.tables import DATABASES
 from nets.catalog import NETS, SPARSENESS_NORMALIZATION, VARIANTS
+
+
+class ReproduceError(ExperimentError):
+    """A table that cannot be run as asked (no such cell, an unfinished parent run)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ def select_cells(table, nets=None, variants=None, normalizations=(SPARSENESS_NOR
     docs/recipe.md); a cell of another normalisation than batch is labelled "<column> (sum)"."""
     cells = [cell for cell in table.cells if not variants or cell.variant in variants]
     if not cells:
-        raise SystemExit(f"error: table {table.number} has no cell of variant(s) {', '.join(variants)}; "
+        raise ReproduceError(f"table {table.number} has no cell of variant(s) {', '.join(variants)}; "
                          f"its variants: {', '.join(sorted({c.variant for c in table.cells}))}")
     if nets:
         base = [cell for cell in cells if cell.net == reference_net(cells)]
@@ -204,7 +209,7 @@ def run_job(job, scale, runs_dir, folders, gpu=None):
     if job.parent():
         parent_dir = runs_dir / job.parent().run_name(scale.name)
         if read_summary(parent_dir) is None:
-            raise SystemExit(f"error: {job.run_name(scale.name)} fine-tunes from {parent_dir}, "
+            raise ReproduceError(f"{job.run_name(scale.name)} fine-tunes from {parent_dir}, "
                              "which is not finished")
         weights = trained_snapshot(parent_dir / read_summary(parent_dir)["folds"][0])
     options = options_for(job, scale, weights)

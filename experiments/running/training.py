@@ -15,6 +15,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tqdm import tqdm
 
+from experiments.errors import ExperimentError
 from experiments.running.caffe_train import run_caffe_train, segment_starts, snapshot_problem
 # Re-exported: TrainingOptions lived here before experiments.running.options defined each option once.
 from experiments.running.options import OptionError, TrainingOptions  # noqa: F401
@@ -26,6 +27,10 @@ from nets.solvers import DEFAULT_MAX_ITER, PAPER_SOLVER
 from nets.experiment import file_names, render, write_experiment
 from runtime.caffe_env import import_caffe
 from runtime.files import read_json, write_json_atomic, write_text_atomic
+
+
+class TrainingError(ExperimentError):
+    """A fold folder whose training cannot be resumed as asked."""
 
 # Default snapshot interval: a kill loses at most about 4 minutes at the paper's
 # solver (batch 64). CPU, measured on 2 cores (benchmarks/train.csv, patched
@@ -116,8 +121,8 @@ def _check_same_nets(folder, before):
     if changed:
         for path, text in before.items():
             write_text_atomic(path, text)
-        raise SystemExit(
-            f"error: {folder} holds snapshots trained with other nets or solver ({', '.join(changed)} "
+        raise TrainingError(
+            f"{folder} holds snapshots trained with other nets or solver ({', '.join(changed)} "
             "differ from what the project generates now). Nothing was changed; remove "
             f"{folder} to train it again, or resume with the code it was trained with.")
 
