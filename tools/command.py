@@ -34,8 +34,8 @@ def command_errors(tool, argv=None, kept=None, errors=LIBRARY_ERRORS):
     try:
         yield
     except errors as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        # SystemExit with a message: Python prints it to stderr and exits with status 1.
+        raise SystemExit(f"{name}: error: {error}") from None
     except KeyboardInterrupt:
         what = f"kept {kept}" if kept else "nothing was kept"
         print(f"\n{name}: interrupted (Ctrl-C); {what}. Resume with: {resume_command(tool, argv)}",
