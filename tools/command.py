@@ -10,13 +10,16 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from data_prep.audit import AuditError
 from data_prep.items import DatasetLayoutError
+from data_prep.pipeline import ImageError
+from data_prep.prepare import PrepareError
 from data_prep.prepared import PreparedDatasetError
 from experiments.errors import ExperimentError
 
 INTERRUPTED = 130
 # Errors of the libraries that refuse a run or stop it: each message is complete.
-LIBRARY_ERRORS = (ExperimentError, PreparedDatasetError, DatasetLayoutError)
+LIBRARY_ERRORS = (ExperimentError, PreparedDatasetError, PrepareError, DatasetLayoutError, ImageError, AuditError)
 
 
 def resume_command(tool, argv=None):

@@ -17,7 +17,7 @@ from data_prep.face_template import load_template
 from data_prep.items import Item
 from data_prep.lmdb_io import read_lmdb
 from data_prep.pipeline import ImageError, decode_item
-from data_prep.prepare import build_parser, main
+from tools.prepare import build_parser, main
 from data_prep.prepared import PreparedDataset
 from tests.data_prep.ckplus_fixture import ckplus_layout_with_published_counts
 
@@ -375,7 +375,13 @@ def test_interrupted_run_leaves_no_output_folder(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0, "the run finished before it could be interrupted"
-    assert b"KeyboardInterrupt" in stderr
+    # One line saying what was kept and the command that resumes, no traceback (issue 23, item 5).
+    assert process.returncode == 130
+    message = stderr.decode().strip()
+    assert "Traceback" not in message and len(message.splitlines()) == 1, message
+    assert message.startswith("prepare.py: interrupted (Ctrl-C); kept nothing")
+    assert message.endswith(f"Resume with: python tools/prepare.py --dataset synthetic --out {out} "
+                            "--synthetic-subjects 12 --synthetic-images 40 --crops 9 --size 64 --workers 1 --quiet")
     assert list(tmp_path.iterdir()) == []
 
 
