@@ -40,7 +40,14 @@ def command_errors(tool, argv=None, kept=None, errors=LIBRARY_ERRORS):
         # SystemExit with a message: Python prints it to stderr and exits with status 1.
         raise SystemExit(f"{name}: error: {error}") from None
     except KeyboardInterrupt:
+        # An object the interrupt cut short in its constructor (a tqdm bar, say) fails again in
+        # its __del__ at exit, printing a traceback that says nothing about the run: silence those.
+        sys.unraisablehook = _ignore
         what = f"kept {kept}" if kept else "nothing was kept"
         print(f"\n{name}: interrupted (Ctrl-C); {what}. Resume with: {resume_command(tool, argv)}",
               file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
+
+
+def _ignore(unraisable):
+    """sys.unraisablehook after Ctrl-C: teardown errors of half-built objects are not reported."""

@@ -180,6 +180,11 @@ def _train(folder, data, options, weights, gpu, label, unpruned=False):
         with tqdm(total=max_iter, initial=start or 0, desc=label, unit="it", leave=True) as bar:
             if start:
                 bar.write(f"{label}: resuming from the snapshot of iteration {start}")
+            else:
+                # Caffe's test pass at iteration 0 (test_initialization) prints nothing for
+                # minutes on a large test set: say what the wait is (issue 23, item 4).
+                bar.write(f"{label}: caffe train first tests the untrained net on {data.watch_records} "
+                          f"records of {data.watch_lmdb}, then trains; log: {folder / TRAIN_LOG}")
 
             def progress(iteration, loss):
                 bar.update(max(0, iteration - bar.n))
