@@ -36,7 +36,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    with command_errors(__file__, argv, kept="the finished folds and the interrupted fold's newest snapshots in the run folder"), refused_options_exit():
+    kept = "the finished folds and the interrupted fold's newest snapshots in the run folder"
+    with command_errors(__file__, argv, kept=kept), refused_options_exit():
         tests = run_crossdb(args.train_data, args.test_data, training_options(args), args.runs_dir,
                             name=args.name, gpu=args.gpu)
     print_confusions(tests, PreparedDataset.open(args.train_data).classes)

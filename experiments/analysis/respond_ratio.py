@@ -158,7 +158,7 @@ def run_respond_ratio(run_dir, data_dir=None):
     config = read_config(run_dir)
     if config.get("net") != "toy" or config.get("tool") != "crossval":
         raise RespondRatioError(f"{run_dir} is not a cross-validation run of the toy net; "
-                         "Eq. 13 is defined for the toy network (tools/crossval.py --net toy)")
+                                "Eq. 13 is defined for the toy network (tools/crossval.py --net toy)")
     dataset = PreparedDataset.open(data_dir or config["data"])
     manifest = dataset.manifest
     template = template_from_dict(manifest["template"], origin=f"{dataset.root}/manifest.json")

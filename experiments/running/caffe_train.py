@@ -68,7 +68,7 @@ def run_caffe_train(solver_path, log_path, weights=None, snapshot=None, start_it
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
         raise CaffeTrainError(f"caffe train failed (exit {proc.returncode}); log: {log_path}\n"
-                         + "\n".join(tail))
+                              + "\n".join(tail))
 
 
 def _follow(proc, log_path, position, progress):

@@ -47,7 +47,7 @@ def test_splits(dataset):
     if OFFICIAL_SPLIT in dataset.splits():
         return [OFFICIAL_SPLIT]
     raise CrossdbError(f"{dataset.root} has neither folds nor an official split (its splits: "
-                     f"{dataset.splits()}); prepare it with --split folds --folds K")
+                       f"{dataset.splits()}); prepare it with --split folds --folds K")
 
 
 def merged_training_lmdb(dataset, out_path, seed=0):
@@ -75,7 +75,7 @@ def merged_test_lmdb(dataset, train_classes, out_lmdb, out_items, out_left_out):
             name = dataset.classes[entry["label"]]
             if entry["item"] in seen:
                 raise CrossdbError(f"item {entry['item']} of {dataset.root} is in two folds' "
-                                 "test sets")
+                                   "test sets")
             seen.add(entry["item"])
             if name not in class_index:
                 left_out[name] = left_out.get(name, 0) + 1
@@ -115,7 +115,7 @@ def training_lmdbs(train_set, data_dir):
                  else None)
         return train_set.lmdb(OFFICIAL_SPLIT, "train"), watch
     raise CrossdbError(f"{train_set.root} has neither folds nor an official split (its "
-                     f"splits: {train_set.splits()}); prepare it with --split folds --folds K")
+                       f"splits: {train_set.splits()}); prepare it with --split folds --folds K")
 
 
 def run_config(train_set, test_sets, options):

@@ -41,7 +41,7 @@ def chosen_splits(dataset, max_folds=None):
     splits = dataset.evaluation_splits()
     if not splits:
         raise CrossvalError(f"{dataset.root} has no folds and no official split (its splits: "
-                         f"{dataset.splits()}); prepare it with --split folds --folds K")
+                            f"{dataset.splits()}); prepare it with --split folds --folds K")
     if max_folds is not None:
         if isinstance(max_folds, bool) or not isinstance(max_folds, int) or not 1 <= max_folds <= len(splits):
             raise OptionError(f"--max-folds {max_folds}: {dataset.root} was prepared with "

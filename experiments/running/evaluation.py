@@ -146,7 +146,7 @@ def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None
         entry = test_items.get(item)
         if entry is None or entry["label"] != label:
             raise EvaluationError(f"test item {item} of {net_path}'s test LMDB does not match "
-                             f"{test_items_path}")
+                                  f"{test_items_path}")
         predictions.append({"item": item, "label": label, "subject": entry["subject"],
                             "source": entry["source"], "probabilities": mean_probs.tolist(),
                             "prediction": int(scored[np.argmax(mean_probs[scored])])})
@@ -154,8 +154,8 @@ def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None
             predictions[-1]["unit"] = units[item]
     if len(predictions) != len(test_items):
         raise EvaluationError(f"the test LMDB holds {len(predictions)} images but "
-                         f"{test_items_path} lists {len(test_items)}; the prepared dataset is "
-                         "inconsistent: prepare it again")
+                              f"{test_items_path} lists {len(test_items)}; the prepared dataset is "
+                              "inconsistent: prepare it again")
     write_json_atomic(Path(out_dir) / PREDICTIONS, predictions)
     cm = metrics.confusion_matrix([p["label"] for p in predictions],
                                   [p["prediction"] for p in predictions], num_classes)

@@ -99,7 +99,7 @@ def select_cells(table, nets=None, variants=None, normalizations=(SPARSENESS_NOR
     cells = [cell for cell in table.cells if not variants or cell.variant in variants]
     if not cells:
         raise ReproduceError(f"table {table.number} has no cell of variant(s) {', '.join(variants)}; "
-                         f"its variants: {', '.join(sorted({c.variant for c in table.cells}))}")
+                             f"its variants: {', '.join(sorted({c.variant for c in table.cells}))}")
     if nets:
         base = [cell for cell in cells if cell.net == reference_net(cells)]
         cells = [replace(cell, net=net, row=net if cell.row == cell.net else cell.row)
@@ -210,7 +210,7 @@ def run_job(job, scale, runs_dir, folders, gpu=None):
         parent_dir = runs_dir / job.parent().run_name(scale.name)
         if read_summary(parent_dir) is None:
             raise ReproduceError(f"{job.run_name(scale.name)} fine-tunes from {parent_dir}, "
-                             "which is not finished")
+                                 "which is not finished")
         weights = trained_snapshot(parent_dir / read_summary(parent_dir)["folds"][0])
     options = options_for(job, scale, weights)
     name = job.run_name(scale.name)

@@ -124,7 +124,7 @@ def read_config(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise RunFolderError(f"{run_dir} is not a run folder (no {CONFIG}); pass folders "
-                         "written by tools/crossval.py or tools/crossdb.py")
+                             "written by tools/crossval.py or tools/crossdb.py")
     return read_json(run_dir / CONFIG)
 
 
@@ -175,7 +175,7 @@ def final_snapshot(fold_dir, max_iter):
     path = snapshot_path(fold_dir, max_iter)
     if not path.is_file():
         raise RunFolderError(f"caffe train finished without writing {path}; "
-                         f"see {Path(fold_dir) / TRAIN_LOG}")
+                             f"see {Path(fold_dir) / TRAIN_LOG}")
     return path
 
 
