@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from inference.onnx_export import OnnxExportError, export_onnx, export_run
+from tools.command import command_errors
 
 
 def parse_args(argv=None):
@@ -40,10 +41,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if args.run is not None:
-            path = export_run(args.run, args.out, fold=args.fold)
-        else:
-            path = export_onnx(args.deploy, args.weights, args.out)
+        with command_errors(__file__, argv):
+            if args.run is not None:
+                path = export_run(args.run, args.out, fold=args.fold)
+            else:
+                path = export_onnx(args.deploy, args.weights, args.out)
     except OnnxExportError as exc:
         raise SystemExit(str(exc)) from None
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -24,7 +24,7 @@ from inference.preprocessing import FALLBACKS, ManifestError
 from inference.predictor import ModelError, Predictor
 from inference.records import FORMATS, RecordWriter
 from runtime.caffe_env import CaffeNotAvailable
-from tools.command import command_errors
+from tools.command import LIBRARY_ERRORS, command_errors
 
 
 def parse_args(argv=None):
@@ -98,7 +98,7 @@ def main(argv=None):
     except CaffeNotAvailable as exc:
         raise SystemExit(f"predict.py: {exc}; or, without Caffe, run a model exported by "
                          "tools/export_onnx.py with --onnx") from None
-    except (ModelError, ManifestError, ValueError) as exc:  # each says what to do
+    except (ModelError, ManifestError, ValueError, *LIBRARY_ERRORS) as exc:  # each says what to do
         raise SystemExit(f"predict.py: {exc}") from None
     inputs = expand_inputs(args.inputs)
     writer = RecordWriter(args.format, predictor.class_names, path=args.out)
