@@ -90,6 +90,8 @@ class PrepareOptions:
 def resolve_options(options):
     """``options`` with the database's defaults filled in; ValueError on options that do not apply
     (the messages use the command line's flag names, which are the fields' names)."""
+    if options.dataset not in DATASETS:
+        raise PrepareError(f"unknown dataset {options.dataset!r}; the databases: {', '.join(DATASETS)}")
     entry = DATASETS[options.dataset]
     filled = {}
     for name, value in entry.defaults().items():

@@ -19,7 +19,8 @@ from experiments.errors import ExperimentError
 
 INTERRUPTED = 130
 # Errors of the libraries that refuse a run or stop it: each message is complete.
-LIBRARY_ERRORS = (ExperimentError, PreparedDatasetError, PrepareError, DatasetLayoutError, ImageError, AuditError)
+LIBRARY_ERRORS = (ExperimentError, PreparedDatasetError, PrepareError, DatasetLayoutError, ImageError,
+                  AuditError)
 
 
 def resume_command(tool, argv=None):

@@ -455,3 +455,20 @@ def test_ckplus_default_prepares_the_papers_415_units_and_22410_crops(tmp_path):
     tested = [entry["item"] for split in dataset.fold_splits() for entry in dataset.items(split, "test")]
     assert sorted(tested) == list(range(1245))            # every item tested once over the folds
     assert len({units[item] for item in tested}) == 415
+
+
+def test_the_library_takes_typed_options_and_raises_typed_errors(tmp_path):
+    # No argv: data_prep.prepare is a library (tools/prepare.py is the command line).
+    from data_prep.prepare import PrepareError, PrepareOptions, prepare_dataset
+    with pytest.raises(PrepareError, match="unknown dataset 'nope'; the databases: fer2013, ckplus"):
+        prepare_dataset(PrepareOptions(dataset="nope", out=tmp_path / "out"))
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(PrepareError, match="output folder .*taken already exists; prepare.py never overwrites"):
+        prepare_dataset(PrepareOptions(dataset="synthetic", out=tmp_path / "taken"))
+    with pytest.raises(ValueError, match="--peak-frames applies to --dataset ckplus/oulu only"):
+        prepare_dataset(PrepareOptions(dataset="synthetic", out=tmp_path / "out", peak_frames=2))
+    manifest = prepare_dataset(PrepareOptions(dataset="synthetic", out=tmp_path / "out", size=16, crops=1,
+                                              folds=2, synthetic_subjects=2, synthetic_images=1,
+                                              synthetic_size=40, workers=1, quiet=True))
+    assert manifest["options"]["out"] == str(tmp_path / "out") and manifest["folds"] == 2
+    assert (tmp_path / "out" / "manifest.json").is_file()

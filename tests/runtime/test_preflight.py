@@ -6,6 +6,7 @@ naming the prepare command, no Caffe trace), then with a tiny prepared FER2013
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -142,3 +143,11 @@ def test_other_commands_pass_through(caffe_bin, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "the solver prototxt/missing.prototxt does not exist" in proc.stderr
+
+
+def test_wrappers_written_before_the_move_still_run_the_preflight(tmp_path):
+    # Older .venv/bin/caffe wrappers run `python -m runtime.preflight`: it hands over to the tool.
+    proc = subprocess.run([sys.executable, "-m", "runtime.preflight", "train", "-solver", "missing.prototxt"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("caffe train: the solver missing.prototxt does not exist")
