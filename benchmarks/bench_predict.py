@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.results import append_rows, git_commit
-from data_prep import prepare
+from data_prep.prepare import PrepareOptions, prepare_dataset
 from inference.batch import predict_inputs
 from inference.media import expand_inputs, read_gray
 from inference.onnx_export import export_onnx
@@ -85,9 +85,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        prepare.main(["--dataset", "synthetic", "--out", str(tmp / "data"), "--size", str(args.size),
-                      "--crops", str(args.crops), "--folds", "2", "--synthetic-subjects", "2",
-                      "--synthetic-images", "1", "--workers", "1", "--quiet"])
+        prepare_dataset(PrepareOptions(dataset="synthetic", out=tmp / "data", size=args.size, crops=args.crops,
+                                       folds=2, synthetic_subjects=2, synthetic_images=1, workers=1,
+                                       quiet=True))
         manifest = tmp / "data" / "manifest.json"
         deploy, weights = random_model(tmp, args.net, args.variant, args.size)
         onnx_path = export_onnx(deploy, weights, tmp / "model.onnx")

@@ -7,15 +7,12 @@ sequence's neutral first frame and three peak frames), places dlib's 68
 landmarks and averages, in eye-distance units, the triangle of the eye centres
 and the mouth and the detector's face box widened by --margin on each side.
 Images without a detected face are left out (and counted). Pass the result to
-prepare.py with --template.
+prepare.py with --template. ``python data_prep/compute_template.py`` runs
+tools/compute_template.py, the command line (runtime/forward.py).
 """
-import argparse
 import functools
-import os
-import sys
 
 from data_prep.face_template import template_from_faces
-from data_prep.items import DatasetLayoutError
 from data_prep.pipeline import measure_chunk, run_chunks
 from data_prep.readers.ckplus import read_ckplus
 
@@ -40,29 +37,8 @@ def compute_template(root, margin=0.15, workers=1, progress=True, detect_min_sid
                                        "left_out": len(missed), "left_out_examples": missed[:20]})
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="compute_template.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", required=True, help="CK+ folder (cohn-kanade-images/ and Emotion/)")
-    parser.add_argument("--out", required=True, help="template JSON file to write (refused if it exists)")
-    parser.add_argument("--margin", type=float, default=0.15,
-                        help="widening of the mean detector box on each side, as a fraction of its side "
-                        "(default 0.15)")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                        help="processes (default: all cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        if os.path.exists(args.out):
-            raise FileExistsError(f"{args.out} already exists; choose another file name")
-        template = compute_template(args.root, args.margin, args.workers, not args.quiet)
-        template.save(args.out)
-    except (DatasetLayoutError, FileExistsError, ValueError) as exc:
-        sys.exit(f"compute_template.py: error: {exc}")
-    if not args.quiet:
-        geometry = template.geometry()
-        print(f"{args.out}: {template.source['faces']} faces; eye distance {geometry['eye_distance']:.3f}, "
-              f"eye-mouth {geometry['left_eye_to_mouth']:.3f}/{geometry['right_eye_to_mouth']:.3f} box sides")
-
-
 if __name__ == "__main__":
-    main()
+    # The documented `python data_prep/compute_template.py ...`: the command line is
+    # tools/compute_template.py.
+    from runtime.forward import run_tool_instead
+    run_tool_instead("compute_template.py")

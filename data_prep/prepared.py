@@ -101,7 +101,7 @@ def prepare_command(source):
             f"--out {location[0]}" + (f" --size {size}" if size else ""))
 
 
-class PreparedDatasetError(SystemExit):
+class PreparedDatasetError(ValueError):
     """A folder that is not a complete prepared dataset; the message says what to do."""
 
 
@@ -117,19 +117,19 @@ class PreparedDataset:
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
             raise PreparedDatasetError(
-                f"error: {root} is not a prepared dataset (no {MANIFEST}). Prepare it first with "
+                f"{root} is not a prepared dataset (no {MANIFEST}). Prepare it first with "
                 f"`python data_prep/prepare.py --dataset ... --root ... --out {root}`.")
         manifest = read_json(manifest_path)
         for key in ("dataset", "classes", "num_classes", "image_size", "crops", "splits"):
             if key not in manifest:
-                raise PreparedDatasetError(f"error: {manifest_path} has no {key!r}; it was not written "
+                raise PreparedDatasetError(f"{manifest_path} has no {key!r}; it was not written "
                                            "by data_prep/prepare.py: prepare the dataset again.")
         dataset = cls(root, manifest)
         for split in manifest["splits"]:
             for part in dataset.parts(split):
                 if not (dataset.lmdb(split, part) / "data.mdb").is_file():
                     raise PreparedDatasetError(
-                        f"error: {dataset.lmdb(split, part)} is missing or not an LMDB; the prepared "
+                        f"{dataset.lmdb(split, part)} is missing or not an LMDB; the prepared "
                         f"dataset {root} is incomplete: prepare it again.")
         return dataset
 
@@ -213,5 +213,5 @@ class PreparedDataset:
         try:
             return self.manifest["splits"][split]
         except KeyError:
-            raise PreparedDatasetError(f"error: {self.root} has no split {split!r} (its splits: "
+            raise PreparedDatasetError(f"{self.root} has no split {split!r} (its splits: "
                                        f"{self.splits()})") from None

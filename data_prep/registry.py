@@ -12,7 +12,7 @@ before 2026-12-04). FER2013 is not aligned in the paper (its 48x48 faces come
 pre-cropped) and keeps its known duplicate images so that its official counts
 stay 28,709/3,589/3,589.
 """
-from argparse import Namespace
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -164,7 +164,7 @@ def default_options(name, **overrides):
     values = {option: None for option in all_options()}
     values.update(entry.options, seed=0, root=None, quiet=True)
     values.update(overrides)
-    return Namespace(**values)
+    return SimpleNamespace(**values)
 
 
 def title(name):

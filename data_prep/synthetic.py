@@ -27,13 +27,13 @@ On disk the dataset has the generic CSV layout (data_prep/readers/index_csv.py):
 
     python data_prep/synthetic.py --out DIR [--subjects 10] [--expressions 6]
         [--images 8] [--size 96] [--seed 0]
+
+runs tools/synthetic.py, the command line (runtime/forward.py).
 """
-import argparse
 import csv
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
@@ -271,25 +271,7 @@ def write_dataset(out, subjects=10, expressions=6, images=8, size=96, seed=0, pr
     return count
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", required=True, help="new folder to write (refused if it exists)")
-    parser.add_argument("--subjects", type=int, default=10, help="number of subjects")
-    parser.add_argument("--expressions", type=int, default=6, choices=(6, 7),
-                        help="6 = An Di Fe Ha Sa Su, 7 = with neutral")
-    parser.add_argument("--images", type=int, default=8, help="images per subject and expression")
-    parser.add_argument("--size", type=int, default=96, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same dataset)")
-    args = parser.parse_args(argv)
-    try:
-        count = write_dataset(args.out, args.subjects, args.expressions, args.images, args.size, args.seed,
-                              progress=True)
-    except (FileExistsError, ValueError) as exc:
-        sys.exit(f"synthetic.py: error: {exc}")
-    print(f"wrote {count} images of {args.subjects} subjects to {args.out} "
-          f"({CSV_INDEX}, {LANDMARKS_FILE}, images/)")
-
-
 if __name__ == "__main__":
-    main()
+    # The documented `python data_prep/synthetic.py ...`: the command line is tools/synthetic.py.
+    from runtime.forward import run_tool_instead
+    run_tool_instead("synthetic.py")

@@ -1,21 +1,24 @@
 """Pre-flight of ``caffe train -solver S``: one clear message instead of a Caffe crash.
 
-    python -m runtime.preflight train -solver prototxt/resnet_l2_solver.prototxt [caffe flags]
+    check_command(["train", "-solver", "prototxt/resnet_l2_solver.prototxt"]) -> notes
 
-``.venv/bin/caffe`` (written by scripts/install.sh) runs this with its own
-arguments before the real caffe whenever they hold the word ``train``. It reads the solver and its nets with
+``.venv/bin/caffe`` (written by scripts/install.sh) runs tools/caffe_preflight.py,
+the command line over this check, with its own arguments before the real caffe
+whenever they hold the word ``train``. It reads the solver and its nets with
 caffe_pb2 and, resolving relative paths against the working directory exactly
 as Caffe does:
 - creates the snapshot prefix's folder (Caffe stops with "Cannot write to
   snapshot prefix" otherwise);
-- checks that every LMDB a Data layer reads exists, else prints which one is
-  missing and the data_prep command that creates it, and exits 1.
+- checks that every LMDB a Data layer reads exists, else raises PreflightError
+  naming which one is missing and the data_prep command that creates it;
+- announces the test pass Caffe runs before its first step (the solver's
+  ``test_initialization``, true unless set), which is silent for minutes on a
+  CPU for the committed solvers (3,600 PublicTest records for FER2013).
 Anything it cannot judge (other commands, flags it does not know, unreadable
 files) is left to Caffe, which reports those itself.
 """
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 from runtime.prototxt import PrototxtError, read_prototxt
@@ -187,25 +190,51 @@ def check_train(solver_path, caffe_pb2=None):
     return folder
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+def initial_test_note(solver_path, caffe_pb2=None):
+    """One sentence announcing the test pass Caffe runs before its first training step, or None
+    when the solver runs none (no test nets, ``test_interval: 0`` or ``test_initialization: false``).
+    """
+    caffe_pb2 = caffe_pb2 or load_caffe_pb2()
+    solver_param = _parse(solver_path, caffe_pb2.SolverParameter(), "solver")
+    if not solver_param.test_iter or not solver_param.test_interval or not solver_param.test_initialization:
+        return None
+    test_nets = [(description, net) for description, net, phases in _nets(solver_path, solver_param, caffe_pb2)
+                 if TEST in phases]
+    parts, records = [], 0
+    for test_iter, (description, net_param) in zip(solver_param.test_iter, test_nets):
+        for layer in net_param.layer:
+            if layer.type == "Data" and TEST in _layer_phases(layer):
+                batch = layer.data_param.batch_size
+                records += test_iter * batch
+                parts.append(f"test_iter {test_iter} x batch_size {batch} of {layer.data_param.source}")
+    if not parts:
+        return None
+    return (f"before its first training step Caffe tests the net on {records} records "
+            f"({'; '.join(parts)}), with no output until it is done: minutes on a CPU for a large test "
+            "set. Set test_initialization: false in the solver to start training at once.")
+
+
+def check_command(argv, caffe_pb2=None):
+    """Check a caffe command line before Caffe runs it; returns notes for the user (sentences).
+
+    Only ``train`` with a ``-solver`` is checked. Raises PreflightError when the training would fail
+    for a reason this check can name.
+    """
     if caffe_command(argv) != "train":
-        return 0
+        return []
     solver_path = solver_flag(argv)
     if not solver_path:
-        return 0  # caffe's own message for a missing -solver flag is clear
+        return []  # caffe's own message for a missing -solver flag is clear
     if not Path(solver_path).is_file():
-        print(f"caffe train: the solver {solver_path} does not exist (relative paths are read "
-              f"from {Path.cwd()}; the committed solvers are in prototxt/ of the repo root)",
-              file=sys.stderr)
-        return 1
-    try:
-        check_train(solver_path)
-    except PreflightError as exc:
-        print(f"caffe train: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        raise PreflightError(f"the solver {solver_path} does not exist (relative paths are read "
+                             f"from {Path.cwd()}; the committed solvers are in prototxt/ of the repo root)")
+    caffe_pb2 = caffe_pb2 or load_caffe_pb2()
+    check_train(solver_path, caffe_pb2)
+    note = initial_test_note(solver_path, caffe_pb2)
+    return [note] if note else []
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # .venv/bin/caffe wrappers written before the command moved run `python -m runtime.preflight`.
+    from runtime.forward import run_tool_instead
+    run_tool_instead("caffe_preflight.py")

@@ -164,7 +164,7 @@ ENV
 #!/bin/sh
 # Written by scripts/install.sh: runs the project's Caffe with Python layers importable.
 export PYTHONPATH='$repo:$caffe_prefix/python:$site'\${PYTHONPATH:+:\$PYTHONPATH}
-case " \$* " in *" train "*) '$venv/bin/python' -m runtime.preflight "\$@" || exit \$? ;; esac
+case " \$* " in *" train "*) '$venv/bin/python' '$repo/tools/caffe_preflight.py' "\$@" || exit \$? ;; esac
 exec '$caffe_prefix/bin/caffe' "\$@"
 WRAP
     chmod +x "$venv/bin/caffe"

@@ -21,6 +21,7 @@ from pathlib import Path
 from data_prep.prepared import PreparedDataset
 from experiments.running.crossdb import (OFFICIAL_TEST_DEFAULT, OFFICIAL_TEST_SETS, print_confusions,
                                          run_crossdb)
+from tools.command import command_errors
 from tools.training_args import add_training_arguments, refused_options_exit, training_options
 
 
@@ -41,7 +42,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    with refused_options_exit():
+    kept = "the finished folds and the interrupted fold's newest snapshots in the run folder"
+    with command_errors(__file__, argv, kept=kept), refused_options_exit():
         tests = run_crossdb(args.train_data, args.test_data, training_options(args), args.runs_dir,
                             name=args.name, gpu=args.gpu, official_test=args.fer2013_test)
     print_confusions(tests, PreparedDataset.open(args.train_data).classes)

@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 
 from experiments.running.crossval import print_summary, run_crossval
+from tools.command import command_errors
 from tools.renamed_flags import add_renamed_argument
 from tools.training_args import add_training_arguments, refused_options_exit, training_options
 
@@ -41,7 +42,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    with refused_options_exit():
+    kept = "the finished folds and the interrupted fold's newest snapshots in the run folder"
+    with command_errors(__file__, argv, kept=kept), refused_options_exit():
         run_dir, summary = run_crossval(args.data, training_options(args), args.runs_dir,
                                         max_folds=args.max_folds, name=args.name, gpu=args.gpu)
     print_summary(run_dir.name, run_dir, summary)

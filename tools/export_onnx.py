@@ -18,6 +18,7 @@ from pathlib import Path
 
 from inference.onnx_export import OnnxExportError, export_onnx, export_run
 from tools.renamed_flags import add_renamed_argument
+from tools.command import command_errors
 
 
 def parse_args(argv=None):
@@ -46,10 +47,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if args.weights is None:
-            path = export_run(args.model, args.out, fold=args.fold)
-        else:
-            path = export_onnx(args.model, args.weights, args.out)
+        with command_errors(__file__, argv):
+            if args.weights is None:
+                path = export_run(args.model, args.out, fold=args.fold)
+            else:
+                path = export_onnx(args.model, args.weights, args.out)
     except OnnxExportError as exc:
         raise SystemExit(str(exc)) from None
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

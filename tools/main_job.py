@@ -16,6 +16,7 @@ from experiments.running.main_job import MainJob, run_main_job
 from experiments.running.options import TrainingOptions
 from inference.report_example import predict_example_markdown, write_example_faces
 from runtime.caffe_env import REPO_ROOT
+from tools.command import command_errors
 from tools.training_args import refused_options_exit
 
 
@@ -46,10 +47,12 @@ def main(argv=None):
         # Every variant's options checked before the dataset is prepared.
         for variant in args.variants:
             TrainingOptions(net="toy", variant=variant, iters=args.iters, batch_size=args.batch_size)
-    return run_main_job(MainJob(out=args.out, folds=args.folds, subjects=args.subjects,
-                                images=args.images, iters=args.iters, batch_size=args.batch_size,
-                                variants=tuple(args.variants)),
-                        extra_sections=[predict_example])
+    with command_errors(__file__, argv, kept=f"the prepared dataset (if it was finished), the finished "
+                        f"folds and the newest snapshots under {args.out}"):
+        return run_main_job(MainJob(out=args.out, folds=args.folds, subjects=args.subjects,
+                                    images=args.images, iters=args.iters, batch_size=args.batch_size,
+                                    variants=tuple(args.variants)),
+                            extra_sections=[predict_example])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from inference.preprocessing import FALLBACKS, ManifestError
 from inference.predictor import ModelError, Predictor
 from inference.records import FORMATS, RecordWriter
 from runtime.caffe_env import CaffeNotAvailable
+from tools.command import LIBRARY_ERRORS, command_errors
 
 
 # Unreadable inputs named one per line on stderr before the summary; the records hold them all.
@@ -116,7 +117,7 @@ def main(argv=None):
     except CaffeNotAvailable as exc:
         raise SystemExit(f"predict.py: {exc}; or, without Caffe, run a model exported by "
                          "tools/export_onnx.py with --onnx") from None
-    except (ModelError, ManifestError, ValueError) as exc:  # each says what to do
+    except (ModelError, ManifestError, ValueError, *LIBRARY_ERRORS) as exc:  # each says what to do
         raise SystemExit(f"predict.py: {exc}") from None
     inputs = expand_inputs(args.inputs)
     writer = RecordWriter(args.format, predictor.class_names, path=args.out)
@@ -128,9 +129,11 @@ def main(argv=None):
             unreadable.append(f"{record['input']}: {record['reason']}")
 
     try:
-        counts = predict_inputs(predictor, inputs, write, every=args.every, landmarks=landmarks,
-                                annotate_dir=args.annotate, group_size=16, progress=not args.quiet,
-                                workers=args.workers)
+        with command_errors(__file__, argv, kept="the annotated images written so far (the --out file "
+                            "is only written complete)"):
+            counts = predict_inputs(predictor, inputs, write, every=args.every, landmarks=landmarks,
+                                    annotate_dir=args.annotate, group_size=16, progress=not args.quiet,
+                                    workers=args.workers)
     except BrokenPipeError:  # stdout piped into a reader that stopped early (head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None

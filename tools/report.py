@@ -17,6 +17,7 @@ from pathlib import Path
 
 from experiments.reporting.common import split_run_folders
 from experiments.reporting.report import build_report
+from tools.command import command_errors
 
 
 def main(argv=None):
@@ -38,7 +39,8 @@ def main(argv=None):
         parser.error("none of the paths is or holds a run folder (a folder with config.json, written by "
                      "tools/crossval.py, tools/crossdb.py or tools/reproduce.py); pass run folders")
     out = args.out or args.runs[0].parent / "report.md"
-    build_report(runs, out, args.title)
+    with command_errors(__file__, argv):
+        build_report(runs, out, args.title)
     print(f"report: {out}")
     return out
 

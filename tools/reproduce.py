@@ -20,6 +20,7 @@ from experiments.reporting.table_report import cell_results, write_table
 from experiments.paper.tables import TABLES
 from nets.catalog import NETS, SPARSENESS_NORMALIZATION, SPARSENESS_NORMALIZATIONS, VARIANTS
 from runtime.caffe_env import REPO_ROOT
+from tools.command import command_errors
 from tools.training_args import refused_options_exit
 
 
@@ -80,7 +81,8 @@ def cluster_executor(kind, folder):
 
 def main(argv=None):
     args = parse_args(argv)
-    with refused_options_exit():
+    with command_errors(__file__, argv, kept="every finished run and the interrupted runs' finished folds "
+                        "and newest snapshots under the runs folder"), refused_options_exit():
         return _reproduce(args)
 
 
@@ -105,8 +107,9 @@ def _reproduce(args):
         d for c in cells if c.kind == "crossdb" for d in reproduce.DATABASES if d != c.data}
     missing = sorted(needed - set(folders))
     if missing:
-        raise SystemExit(f"error: table {table.number} needs prepared datasets for {', '.join(missing)}; "
-                         "pass --data NAME=FOLDER for each (prepare them with data_prep/prepare.py)")
+        raise SystemExit(f"reproduce.py: error: table {table.number} needs prepared datasets for "
+                         f"{', '.join(missing)}; pass --data NAME=FOLDER for each (prepare them with "
+                         "data_prep/prepare.py)")
     reproduce.check_jobs(jobs, scale, folders)
     executor = cluster_executor(args.cluster, args.cluster_folder or args.runs_dir / "submitit") \
         if args.cluster else None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from experiments.paper.paper_results import TABLE2_PARTS
 from experiments.analysis.respond_ratio import run_respond_ratio
+from tools.command import command_errors
 
 
 def print_ratios(run_dir, result):
@@ -25,8 +26,9 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=None,
                         help="prepared dataset (default: the one the run was trained on)")
     args = parser.parse_args(argv)
-    for run_dir in args.runs:
-        print_ratios(run_dir, run_respond_ratio(run_dir, args.data))
+    with command_errors(__file__, argv, kept="the ratios of the runs printed above"):
+        for run_dir in args.runs:
+            print_ratios(run_dir, run_respond_ratio(run_dir, args.data))
 
 
 if __name__ == "__main__":

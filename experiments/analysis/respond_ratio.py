@@ -33,6 +33,7 @@ from scipy.special import logsumexp
 from data_prep.face_template import template_from_dict
 from data_prep.labels import CLASS_NAMES
 from data_prep.lmdb_io import read_lmdb
+from experiments.errors import ExperimentError
 from nets.build import roles
 from runtime.caffe_env import import_caffe
 from data_prep.prepared import PreparedDataset, parse_key
@@ -41,6 +42,10 @@ from experiments.running.run_folder import read_config, read_summary, trained_sn
 from nets.experiment import file_names
 from runtime.files import write_json_atomic
 from runtime.prototxt import read_net
+
+
+class RespondRatioError(ExperimentError):
+    """A run folder RespondRatio (Eq. 13) is not defined for, or not ready for."""
 
 
 def part_boxes(template):
@@ -151,14 +156,14 @@ def run_respond_ratio(run_dir, data_dir=None):
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if config.get("net") != "toy" or config.get("tool") != "crossval":
-        raise SystemExit(f"error: {run_dir} is not a cross-validation run of the toy net; "
-                         "Eq. 13 is defined for the toy network (tools/crossval.py --net toy)")
+        raise RespondRatioError(f"{run_dir} is not a cross-validation run of the toy net; "
+                                "Eq. 13 is defined for the toy network (tools/crossval.py --net toy)")
     dataset = PreparedDataset.open(data_dir or config["data"])
     manifest = dataset.manifest
     template = template_from_dict(manifest["template"], origin=f"{dataset.root}/manifest.json")
     summary = read_summary(run_dir)
     if summary is None:
-        raise SystemExit(f"error: {run_dir} has no summary.json: finish its cross-validation first")
+        raise RespondRatioError(f"{run_dir} has no summary.json: finish its cross-validation first")
     pooled = {}
     for fold in summary["folds"]:
         for name, parts in fold_terms(run_dir / fold, dataset.lmdb(fold, "test"), config["variant"], manifest,

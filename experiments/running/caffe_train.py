@@ -15,8 +15,13 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from experiments.errors import ExperimentError
 from experiments.running.caffe_log import ITER_LOSS, parse_caffe_log
 from runtime.caffe_env import caffe_binary, check_caffe_binary, import_caffe
+
+
+class CaffeTrainError(ExperimentError):
+    """``caffe train`` failed or diverged; the message names the log."""
 
 SEGMENT_HEADER = re.compile(r"^# start iteration (\d+): ", re.MULTILINE)
 
@@ -62,8 +67,8 @@ def run_caffe_train(solver_path, log_path, weights=None, snapshot=None, start_it
             raise
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
-        raise SystemExit(f"error: caffe train failed (exit {proc.returncode}); log: {log_path}\n"
-                         + "\n".join(tail))
+        raise CaffeTrainError(f"caffe train failed (exit {proc.returncode}); log: {log_path}\n"
+                              + "\n".join(tail))
 
 
 def _follow(proc, log_path, position, progress):
@@ -80,8 +85,8 @@ def _follow(proc, log_path, position, progress):
             if not np.isfinite(loss):
                 proc.kill()
                 proc.wait()
-                raise SystemExit(
-                    f"error: training loss became {loss} at iteration {iteration}; log: {log_path}. "
+                raise CaffeTrainError(
+                    f"training loss became {loss} at iteration {iteration}; log: {log_path}. "
                     "Lower the learning rate (--base-lr) or check the data.")
             if progress:
                 progress(iteration, loss)

@@ -31,12 +31,17 @@ from data_prep.lmdb_io import lmdb_record_count
 from data_prep.merge import merge_test_records, merge_training_records
 from data_prep.prepared import OFFICIAL_SPLIT, PreparedDataset, lmdb_name
 from experiments.analysis.protocol import write_run_checks
+from experiments.errors import ExperimentError
 from experiments.running.evaluation import evaluate, net_with_test_source
 from experiments.running.options import OptionError, check_batch, check_data
 from experiments.running.run_folder import (RESULT, SUMMARY, TRAINING, crossdb_run_name, prepare_run_dir,
                                     start_fold, trained_snapshot)
 from experiments.running.training import FoldData, train_fold
 from runtime.files import read_json, write_json_atomic
+
+
+class CrossdbError(ExperimentError):
+    """A prepared dataset that cannot serve a cross-database run."""
 
 
 # How a database with an official split (FER2013) is tested: every image, or its test part.
@@ -48,15 +53,15 @@ def test_parts(dataset, official_test=OFFICIAL_TEST_DEFAULT):
     """[(split, part)] whose images form a test database: every fold's test part, else the
     official split's parts (all three, or "test" = PrivateTest alone)."""
     if official_test not in OFFICIAL_TEST_SETS:
-        raise ValueError(f"official_test must be one of {OFFICIAL_TEST_SETS}, got {official_test!r}")
+        raise CrossdbError(f"official_test must be one of {OFFICIAL_TEST_SETS}, got {official_test!r}")
     splits = dataset.fold_splits()
     if splits:
         return [(split, "test") for split in splits]
     if OFFICIAL_SPLIT in dataset.splits():
         parts = dataset.parts(OFFICIAL_SPLIT) if official_test == "all" else ["test"]
         return [(OFFICIAL_SPLIT, part) for part in parts]
-    raise SystemExit(f"error: {dataset.root} has neither folds nor an official split (its splits: "
-                     f"{dataset.splits()}); prepare it with --split folds --folds K")
+    raise CrossdbError(f"{dataset.root} has neither folds nor an official split (its splits: "
+                       f"{dataset.splits()}); prepare it with --split folds --folds K")
 
 
 def merged_training_lmdb(dataset, out_path, seed=0):
@@ -95,8 +100,8 @@ def training_lmdbs(train_set, data_dir):
         watch = (train_set.lmdb(OFFICIAL_SPLIT, "val") if train_set.has_validation(OFFICIAL_SPLIT)
                  else None)
         return train_set.lmdb(OFFICIAL_SPLIT, "train"), watch
-    raise SystemExit(f"error: {train_set.root} has neither folds nor an official split (its "
-                     f"splits: {train_set.splits()}); prepare it with --split folds --folds K")
+    raise CrossdbError(f"{train_set.root} has neither folds nor an official split (its "
+                       f"splits: {train_set.splits()}); prepare it with --split folds --folds K")
 
 
 def run_config(train_set, test_sets, options, official_test=OFFICIAL_TEST_DEFAULT):

@@ -14,6 +14,7 @@ import numpy as np
 
 from data_prep.labels import CLASS_ABBREVIATIONS, CLASS_NAMES
 from data_prep.prepared import PreparedDataset
+from experiments.errors import ExperimentError
 from experiments.analysis import metrics
 from experiments.analysis.protocol import write_run_checks
 from experiments.reporting import plots
@@ -27,6 +28,10 @@ from experiments.running.training import FoldData, train_fold
 from runtime.files import read_json, write_json_atomic
 
 
+class CrossvalError(ExperimentError):
+    """A prepared dataset that cannot serve a cross-validation run."""
+
+
 def run_config(dataset, options):
     """What defines the run; a run folder is reused only for an identical config."""
     return {"tool": "crossval", "data": str(dataset.root.resolve()), "dataset": dataset.name,
@@ -38,8 +43,8 @@ def chosen_splits(dataset, max_folds=None):
     """The splits a run trains: every fold (or the official split), or the first ``max_folds``."""
     splits = dataset.evaluation_splits()
     if not splits:
-        raise SystemExit(f"error: {dataset.root} has no folds and no official split (its splits: "
-                         f"{dataset.splits()}); prepare it with --split folds --folds K")
+        raise CrossvalError(f"{dataset.root} has no folds and no official split (its splits: "
+                            f"{dataset.splits()}); prepare it with --split folds --folds K")
     if max_folds is not None:
         if isinstance(max_folds, bool) or not isinstance(max_folds, int) or not 1 <= max_folds <= len(splits):
             raise OptionError(f"--max-folds {max_folds}: {dataset.root} was prepared with "

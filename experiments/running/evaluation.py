@@ -15,6 +15,7 @@ from google.protobuf import text_format
 
 from data_prep.lmdb_io import lmdb_keys
 from data_prep.prepared import parse_key
+from experiments.errors import ExperimentError
 from experiments.analysis import metrics
 from experiments.running.run_folder import PREDICTIONS, RESULT
 from nets.blocks import TEST
@@ -22,6 +23,10 @@ from nets.build import phase_net
 from runtime.caffe_env import import_caffe
 from runtime.files import read_json, write_json_atomic
 from runtime.prototxt import read_net
+
+
+class EvaluationError(ExperimentError):
+    """A test LMDB that does not match its prepared dataset's item list."""
 
 
 def _test_data_layer(net_param):
@@ -136,17 +141,17 @@ def evaluate(out_dir, net_path, snapshot, test_items_path, num_classes, gpu=None
     for item, (mean_probs, label) in sorted(per_item.items()):
         entry = test_items.get(item)
         if entry is None or entry["label"] != label:
-            raise SystemExit(f"error: test item {item} of {net_path}'s test LMDB does not match "
-                             f"{test_items_path}")
+            raise EvaluationError(f"test item {item} of {net_path}'s test LMDB does not match "
+                                  f"{test_items_path}")
         predictions.append({"item": item, "label": label, "subject": entry["subject"],
                             "source": entry["source"], "probabilities": mean_probs.tolist(),
                             "prediction": int(scored[np.argmax(mean_probs[scored])])})
         if units is not None:
             predictions[-1]["unit"] = units[item]
     if len(predictions) != len(test_items):
-        raise SystemExit(f"error: the test LMDB holds {len(predictions)} images but "
-                         f"{test_items_path} lists {len(test_items)}; the prepared dataset is "
-                         "inconsistent: prepare it again")
+        raise EvaluationError(f"the test LMDB holds {len(predictions)} images but "
+                              f"{test_items_path} lists {len(test_items)}; the prepared dataset is "
+                              "inconsistent: prepare it again")
     write_json_atomic(Path(out_dir) / PREDICTIONS, predictions)
     cm = metrics.confusion_matrix([p["label"] for p in predictions],
                                   [p["prediction"] for p in predictions], num_classes)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep import prepare
+from data_prep.prepare import PrepareOptions, prepare_dataset
 from data_prep.prepared import MANIFEST, PreparedDataset
 from experiments.running.crossval import print_summary, run_crossval
 from experiments.reporting.report import build_report
@@ -49,9 +49,8 @@ def run_main_job(job, extra_sections=()):
     else:
         print(f"[1/4] generating and preparing the synthetic dataset into {data_dir}")
         out.mkdir(parents=True, exist_ok=True)
-        prepare.main(["--dataset", "synthetic", "--out", str(data_dir), "--folds", str(job.folds),
-                      "--synthetic-subjects", str(job.subjects),
-                      "--synthetic-images", str(job.images)])
+        prepare_dataset(PrepareOptions(dataset="synthetic", out=data_dir, folds=job.folds,
+                                       synthetic_subjects=job.subjects, synthetic_images=job.images))
     PreparedDataset.open(data_dir)
 
     run_dirs = []

@@ -20,12 +20,17 @@ from tqdm import tqdm
 
 from data_prep.prepared import PreparedDataset
 from experiments.analysis.respond_ratio import run_respond_ratio
+from experiments.errors import ExperimentError
 from experiments.running.crossdb import check_run as check_crossdb_run, run_crossdb
 from experiments.running.crossval import chosen_splits, check_run as check_crossval_run, run_crossval
 from experiments.running.options import OptionError, TrainingOptions, option_specs
 from experiments.running.run_folder import RESPOND_RATIO, read_summary, trained_snapshot
 from experiments.paper.tables import DATABASES
 from nets.catalog import NETS, SPARSENESS_NORMALIZATION, VARIANTS
+
+
+class ReproduceError(ExperimentError):
+    """A table that cannot be run as asked (no such cell, an unfinished parent run)."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,8 @@ def select_cells(table, nets=None, variants=None, normalizations=(SPARSENESS_NOR
     docs/recipe.md); a cell of another normalisation than batch is labelled "<column> (sum)"."""
     cells = [cell for cell in table.cells if not variants or cell.variant in variants]
     if not cells:
-        raise SystemExit(f"error: table {table.number} has no cell of variant(s) {', '.join(variants)}; "
-                         f"its variants: {', '.join(sorted({c.variant for c in table.cells}))}")
+        raise ReproduceError(f"table {table.number} has no cell of variant(s) {', '.join(variants)}; "
+                             f"its variants: {', '.join(sorted({c.variant for c in table.cells}))}")
     if nets:
         base = [cell for cell in cells if cell.net == reference_net(cells)]
         cells = [replace(cell, net=net, row=net if cell.row == cell.net else cell.row)
@@ -205,8 +210,8 @@ def run_job(job, scale, runs_dir, folders, gpu=None):
     if job.parent():
         parent_dir = runs_dir / job.parent().run_name(scale.name)
         if read_summary(parent_dir) is None:
-            raise SystemExit(f"error: {job.run_name(scale.name)} fine-tunes from {parent_dir}, "
-                             "which is not finished")
+            raise ReproduceError(f"{job.run_name(scale.name)} fine-tunes from {parent_dir}, "
+                                 "which is not finished")
         weights = trained_snapshot(parent_dir / read_summary(parent_dir)["folds"][0])
     options = options_for(job, scale, weights)
     name = job.run_name(scale.name)

@@ -23,7 +23,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.errors import ExperimentError
 from runtime.files import read_json, write_json_atomic
+
+
+class RunFolderError(ExperimentError):
+    """A run folder that cannot be used as asked; the message says why and what to do."""
 
 CONFIG = "config.json"
 SUMMARY = "summary.json"
@@ -110,9 +115,9 @@ def prepare_run_dir(run_dir, config):
         # A key missing from an older config.json is an option added since, at its default (None).
         changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
         if changed:
-            raise SystemExit(
-                f"error: {run_dir} holds a run with a different configuration ({', '.join(changed)} "
-                f"differ). Nothing was changed; pass another --name or remove {run_dir}.")
+            raise RunFolderError(
+                f"{run_dir} holds a run with a different configuration ({', '.join(changed)} "
+                f"differ). Nothing was changed; give the run another name or remove {run_dir}.")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config_path, config)
@@ -122,8 +127,8 @@ def prepare_run_dir(run_dir, config):
 def read_config(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
-        raise SystemExit(f"error: {run_dir} is not a run folder (no {CONFIG}); pass folders "
-                         "written by tools/crossval.py or tools/crossdb.py")
+        raise RunFolderError(f"{run_dir} is not a run folder (no {CONFIG}); pass folders "
+                             "written by tools/crossval.py or tools/crossdb.py")
     return read_json(run_dir / CONFIG)
 
 
@@ -173,8 +178,8 @@ def start_fold(fold_dir, marker=RESULT, resume=False):
 def final_snapshot(fold_dir, max_iter):
     path = snapshot_path(fold_dir, max_iter)
     if not path.is_file():
-        raise SystemExit(f"error: caffe train finished without writing {path}; "
-                         f"see {Path(fold_dir) / TRAIN_LOG}")
+        raise RunFolderError(f"caffe train finished without writing {path}; "
+                             f"see {Path(fold_dir) / TRAIN_LOG}")
     return path
 
 

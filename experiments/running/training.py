@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from experiments.errors import ExperimentError
 from experiments.running.caffe_train import run_caffe_train, segment_starts, snapshot_problem
 # Re-exported: TrainingOptions lived here before experiments.running.options defined each option once.
 from experiments.running.options import OptionError, TrainingOptions  # noqa: F401
@@ -25,6 +26,10 @@ from nets.solvers import DEFAULT_MAX_ITER, PAPER_SOLVER
 from nets.experiment import file_names, render, write_experiment
 from runtime.files import read_json, write_json_atomic, write_text_atomic
 from runtime.prototxt import read_net
+
+
+class TrainingError(ExperimentError):
+    """A fold folder whose training cannot be resumed as asked."""
 
 # Default snapshot interval: a kill loses at most about 4 minutes at the paper's
 # solver (batch 64). CPU, measured on 2 cores (benchmarks/train.csv, patched
@@ -115,8 +120,8 @@ def _check_same_nets(folder, before):
     if changed:
         for path, text in before.items():
             write_text_atomic(path, text)
-        raise SystemExit(
-            f"error: {folder} holds snapshots trained with other nets or solver ({', '.join(changed)} "
+        raise TrainingError(
+            f"{folder} holds snapshots trained with other nets or solver ({', '.join(changed)} "
             "differ from what the project generates now). Nothing was changed; remove "
             f"{folder} to train it again, or resume with the code it was trained with.")
 
@@ -173,6 +178,11 @@ def _train(folder, data, options, weights, gpu, label, unpruned=False):
         with tqdm(total=max_iter, initial=start or 0, desc=label, unit="it", leave=True) as bar:
             if start:
                 bar.write(f"{label}: resuming from the snapshot of iteration {start}")
+            else:
+                # Caffe's test pass at iteration 0 (test_initialization) prints nothing for
+                # minutes on a large test set: say what the wait is (issue 23, item 4).
+                bar.write(f"{label}: caffe train first tests the untrained net on {data.watch_records} "
+                          f"records of {data.watch_lmdb}, then trains; log: {folder / TRAIN_LOG}")
 
             def progress(iteration, loss):
                 bar.update(max(0, iteration - bar.n))

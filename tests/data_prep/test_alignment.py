@@ -11,7 +11,7 @@ from data_prep.alignment import (FaceAligner, apply_affine, crop_matrices, crop_
                                  known_points, normalise_gray, points_to_box, similarity_transform,
                                  warp_crops)
 from data_prep.compute_template import compute_template
-from data_prep.compute_template import main as compute_template_main
+from tools.compute_template import main as compute_template_main
 from data_prep.face_template import Template, load_template, template_from_dict, template_from_faces
 
 # Marked by hand on skimage's astronaut photo (512x512, converted to gray),

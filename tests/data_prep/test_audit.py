@@ -8,7 +8,7 @@ from skimage import data as skimage_data
 
 from data_prep.audit import FIGURES, audit_summary_markdown, image_figures
 from data_prep.labels import CLASS_NAMES
-from data_prep.prepare import main as prepare_main
+from tools.prepare import main as prepare_main
 from data_prep.synthetic import generate
 from tools.audit_data import main as audit_main
 

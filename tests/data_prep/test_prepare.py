@@ -18,7 +18,7 @@ from data_prep.framing import load_fer2013_framing
 from data_prep.items import Item
 from data_prep.lmdb_io import read_lmdb
 from data_prep.pipeline import ImageError, decode_item
-from data_prep.prepare import build_parser, main
+from tools.prepare import build_parser, main
 from data_prep.prepared import PreparedDataset
 from tests.data_prep.ckplus_fixture import ckplus_layout_with_published_counts
 
@@ -378,7 +378,13 @@ def test_interrupted_run_leaves_no_output_folder(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0, "the run finished before it could be interrupted"
-    assert b"KeyboardInterrupt" in stderr
+    # One line saying what was kept and the command that resumes, no traceback (issue 23, item 5).
+    assert process.returncode == 130
+    message = stderr.decode().strip()
+    assert "Traceback" not in message and len(message.splitlines()) == 1, message
+    assert message.startswith("prepare.py: interrupted (Ctrl-C); kept nothing")
+    assert message.endswith(f"Resume with: python tools/prepare.py --dataset synthetic --out {out} "
+                            "--synthetic-subjects 12 --synthetic-images 40 --crops 9 --size 64 --workers 1 --quiet")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -452,3 +458,20 @@ def test_ckplus_default_prepares_the_papers_415_units_and_22410_crops(tmp_path):
     tested = [entry["item"] for split in dataset.fold_splits() for entry in dataset.items(split, "test")]
     assert sorted(tested) == list(range(1245))            # every item tested once over the folds
     assert len({units[item] for item in tested}) == 415
+
+
+def test_the_library_takes_typed_options_and_raises_typed_errors(tmp_path):
+    # No argv: data_prep.prepare is a library (tools/prepare.py is the command line).
+    from data_prep.prepare import PrepareError, PrepareOptions, prepare_dataset
+    with pytest.raises(PrepareError, match="unknown dataset 'nope'; the databases: fer2013, ckplus"):
+        prepare_dataset(PrepareOptions(dataset="nope", out=tmp_path / "out"))
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(PrepareError, match="output folder .*taken already exists; prepare.py never overwrites"):
+        prepare_dataset(PrepareOptions(dataset="synthetic", out=tmp_path / "taken"))
+    with pytest.raises(ValueError, match="--peak-frames applies to --dataset ckplus/oulu only"):
+        prepare_dataset(PrepareOptions(dataset="synthetic", out=tmp_path / "out", peak_frames=2))
+    manifest = prepare_dataset(PrepareOptions(dataset="synthetic", out=tmp_path / "out", size=16, crops=1,
+                                              folds=2, synthetic_subjects=2, synthetic_images=1,
+                                              synthetic_size=40, workers=1, quiet=True))
+    assert manifest["options"]["out"] == str(tmp_path / "out") and manifest["folds"] == 2
+    assert (tmp_path / "out" / "manifest.json").is_file()

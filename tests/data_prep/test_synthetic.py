@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from data_prep.lmdb_io import read_lmdb
-from data_prep.prepare import main as prepare_main
+from tools.prepare import main as prepare_main
 from data_prep.readers.index_csv import read_csv_dataset
-from data_prep.synthetic import generate, main as synthetic_main, make_subject, write_dataset
+from data_prep.synthetic import generate, make_subject, write_dataset
+from tools.synthetic import main as synthetic_main
 
 
 def test_generation_is_deterministic_and_varied():

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import prepare
 from data_prep.framing import load_fer2013_framing
+from tools import prepare
 from data_prep.synthetic import draw_face, expression_parameters, make_subject
 from inference.predictor import ModelError, Predictor
 from inference.preprocessing import ManifestError

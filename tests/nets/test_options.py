@@ -16,7 +16,7 @@ import nets.build
 import nets.experiment
 from data_prep.lmdb_io import write_lmdb
 from nets import deploy_net, roles, train_val_net, write_experiment
-from tools.fetch_pretrained import compare_weights
+from nets.pretrained import compare_weights
 
 def layers_by_name(net_param):
     return {layer.name: layer for layer in net_param.layer}

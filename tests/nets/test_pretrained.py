@@ -1,4 +1,4 @@
-"""tools/fetch_pretrained.py without internet: file:// downloads, trust-on-first-use
+"""nets/pretrained.py and tools/fetch_pretrained.py without internet: file:// downloads, trust-on-first-use
 checksums, archive unpacking and the check that a caffemodel fits the project's net."""
 import hashlib
 import tarfile
@@ -7,8 +7,9 @@ import pytest
 from google.protobuf import text_format
 
 from nets import deploy_net
-from tools.fetch_pretrained import (RECORD_FILE, FetchError, PretrainedModel, caffemodel_shapes,
-                                    compare_weights, fetch, main, net_shapes, read_records)
+from nets.pretrained import (RECORD_FILE, FetchError, PretrainedModel, caffemodel_shapes, compare_weights,
+                             fetch, net_shapes, read_records)
+from tools.fetch_pretrained import main
 
 
 def save_toy_weights(caffe, path, **net_options):

@@ -6,12 +6,13 @@ naming the prepare command, no Caffe trace), then with a tiny prepared FER2013
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from runtime.caffe_env import REPO_ROOT
-from runtime.preflight import (PreflightError, caffe_command, check_train, prepare_command,
-                               snapshot_folder, solver_flag)
+from runtime.preflight import (PreflightError, caffe_command, check_command, check_train,
+                               initial_test_note, prepare_command, snapshot_folder, solver_flag)
 from tests.prepared_fixture import build_prepared_dataset
 
 SOLVER = "prototxt/resnet_l2_solver.prototxt"
@@ -63,6 +64,34 @@ def test_design_card_command_with_prepared_data_runs(caffe_bin, tmp_path):
     assert "Cannot write to snapshot prefix" not in proc.stderr
     assert "Optimization Done." in proc.stderr
     assert "Test net output #0: accuracy" in proc.stderr
+    # The silent test pass before the first step is announced before Caffe starts (issue 23, item 4).
+    note = ("caffe train: before its first training step Caffe tests the net on 50 records "
+            "(test_iter 1 x batch_size 50 of data/prepared/fer2013-112/official/val_lmdb)")
+    assert note in proc.stderr
+    assert proc.stderr.index(note) < proc.stderr.index("Solver scaffolding")
+    assert "test_initialization: false" in proc.stderr
+
+
+def test_the_initial_test_pass_is_announced_only_when_caffe_runs_one(caffe, tmp_path, monkeypatch):
+    cwd = repo_like(tmp_path)
+    build_prepared_dataset(cwd / "data" / "prepared" / "fer2013-112", subjects=3,
+                           images_per_class=1, size=112, crops=1, dataset="fer2013",
+                           official=True)
+    monkeypatch.chdir(cwd)
+    pb = caffe.proto.caffe_pb2
+    # The design card's solver: 72 batches of 50 PublicTest records, as on the real FER2013.
+    assert initial_test_note(SOLVER, pb).startswith(
+        "before its first training step Caffe tests the net on 3600 records (test_iter 72 x batch_size 50 "
+        "of data/prepared/fer2013-112/official/val_lmdb)")
+    assert check_command(["train", "-solver", SOLVER], pb) == [initial_test_note(SOLVER, pb)]
+    assert check_command(["test", "-model", SOLVER], pb) == []
+    text = (cwd / SOLVER).read_text()
+    for changed in (text + "test_initialization: false\n", text.replace("test_interval: 500", "test_interval: 0")):
+        (cwd / "prototxt" / "changed_solver.prototxt").write_text(changed)
+        assert initial_test_note("prototxt/changed_solver.prototxt", pb) is None
+        assert check_command(["train", "-solver", "prototxt/changed_solver.prototxt"], pb) == []
+    with pytest.raises(PreflightError, match="the solver prototxt/missing.prototxt does not exist"):
+        check_command(["train", "-solver", "prototxt/missing.prototxt"], pb)
 
 
 def test_preflight_creates_the_snapshot_folder_of_the_committed_solver(caffe, tmp_path,
@@ -114,3 +143,11 @@ def test_other_commands_pass_through(caffe_bin, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "the solver prototxt/missing.prototxt does not exist" in proc.stderr
+
+
+def test_wrappers_written_before_the_move_still_run_the_preflight(tmp_path):
+    # Older .venv/bin/caffe wrappers run `python -m runtime.preflight`: it hands over to the tool.
+    proc = subprocess.run([sys.executable, "-m", "runtime.preflight", "train", "-solver", "missing.prototxt"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("caffe train: the solver missing.prototxt does not exist")

@@ -314,7 +314,7 @@ def test_the_public_geometry_is_an_option_of_the_resnet_only(prepared, tmp_path,
 
 
 def test_a_run_folder_from_before_an_option_existed_is_reused_at_its_default(prepared, tmp_path):
-    from experiments.running.run_folder import prepare_run_dir
+    from experiments.running.run_folder import RunFolderError, prepare_run_dir
     from experiments.running.training import TrainingOptions
     config = {"tool": "crossval", **TrainingOptions(net="toy", variant="l2").config()}
     assert config["seed"] is None and config["transferred_lr_mult"] is None
@@ -323,5 +323,5 @@ def test_a_run_folder_from_before_an_option_existed_is_reused_at_its_default(pre
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps(old))
     prepare_run_dir(tmp_path / "run", config)
-    with pytest.raises(SystemExit, match="different configuration.*seed"):
+    with pytest.raises(RunFolderError, match="different configuration.*seed"):
         prepare_run_dir(tmp_path / "run", dict(config, seed=3))
