@@ -23,8 +23,6 @@ from pathlib import Path
 
 from runtime.prototxt import PrototxtError, read_prototxt
 
-PREPARE = ("python data_prep/prepare.py --dataset {dataset} --root <your {dataset} copy> "
-           "--out {out}{size}")
 LMDB = 1          # caffe_pb2.DataParameter.LMDB
 V1_DATA = 5       # caffe_pb2.V1LayerParameter.DATA
 TRAIN, TEST = 0, 1
@@ -145,22 +143,13 @@ def lmdb_sources(solver_path, solver_param, caffe_pb2):
     return found
 
 
-def prepare_command(source):
-    """The data_prep command that creates ``source`` when it follows the prepared layout
-    (``<out>/<split>/<part>_lmdb``, ``<out>`` named ``<dataset>-<size>``), else None."""
-    source = Path(source)
-    if not source.name.endswith("_lmdb") or len(source.parts) < 3:
-        return None
-    out = source.parent.parent
-    match = re.fullmatch(r"([a-z0-9]+?)(?:-(\d+))?", out.name)
-    if not match:
-        return None
-    size = f" --size {match.group(2)}" if match.group(2) else ""
-    return PREPARE.format(dataset=match.group(1), out=out, size=size)
+def check_train(solver_path, caffe_pb2=None, prepare_command=None):
+    """Create the snapshot folder; raise PreflightError naming every missing LMDB.
 
-
-def check_train(solver_path, caffe_pb2=None):
-    """Create the snapshot folder; raise PreflightError naming every missing LMDB."""
+    ``prepare_command`` (LMDB path -> the command that prepares it, or None) is the
+    prepared layout's owner's (data_prep.prepared.prepare_command, passed in by
+    tools/caffe_preflight.py: runtime imports no other package).
+    """
     caffe_pb2 = caffe_pb2 or load_caffe_pb2()
     solver_param = _parse(solver_path, caffe_pb2.SolverParameter(), "solver")
     missing, commands = [], []
@@ -168,7 +157,7 @@ def check_train(solver_path, caffe_pb2=None):
         # An LMDB is a folder holding data.mdb; Caffe's reader aborts on anything else.
         if not (Path(source) / "data.mdb").is_file():
             missing.append(f"  {source}  ({where})")
-            command = prepare_command(source)
+            command = prepare_command(source) if prepare_command else None
             if command and command not in commands:
                 commands.append(command)
     if missing:
@@ -214,7 +203,7 @@ def initial_test_note(solver_path, caffe_pb2=None):
             "set. Set test_initialization: false in the solver to start training at once.")
 
 
-def check_command(argv, caffe_pb2=None):
+def check_command(argv, caffe_pb2=None, prepare_command=None):
     """Check a caffe command line before Caffe runs it; returns notes for the user (sentences).
 
     Only ``train`` with a ``-solver`` is checked. Raises PreflightError when the training would fail
@@ -229,7 +218,7 @@ def check_command(argv, caffe_pb2=None):
         raise PreflightError(f"the solver {solver_path} does not exist (relative paths are read "
                              f"from {Path.cwd()}; the committed solvers are in prototxt/ of the repo root)")
     caffe_pb2 = caffe_pb2 or load_caffe_pb2()
-    check_train(solver_path, caffe_pb2)
+    check_train(solver_path, caffe_pb2, prepare_command)
     note = initial_test_note(solver_path, caffe_pb2)
     return [note] if note else []
 

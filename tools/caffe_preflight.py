@@ -9,13 +9,14 @@ why and what to do.
 """
 import sys
 
+from data_prep.prepared import prepare_command
 from runtime.preflight import PreflightError, check_command
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        notes = check_command(argv)
+        notes = check_command(argv, prepare_command=prepare_command)
     except PreflightError as error:
         print(f"caffe train: {error}", file=sys.stderr)
         return 1

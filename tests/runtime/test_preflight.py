@@ -12,7 +12,8 @@ import pytest
 
 from runtime.caffe_env import REPO_ROOT
 from runtime.preflight import (PreflightError, caffe_command, check_command, check_train,
-                               initial_test_note, prepare_command, snapshot_folder, solver_flag)
+                               initial_test_note, snapshot_folder, solver_flag)
+from data_prep.prepared import prepare_command
 from tests.prepared_fixture import build_prepared_dataset
 
 SOLVER = "prototxt/resnet_l2_solver.prototxt"
