@@ -235,7 +235,7 @@ def test_unsupported_or_training_layer_is_named(tmp_path, layer_text, message):
 
 def test_train_val_net_is_refused(tmp_path):
     with pytest.raises(OnnxExportError, match="layer 'data' \\(Data\\) is a training-only layer"):
-        export_onnx(REPO_ROOT / "prototxt" / "toy_softmax_train_val.prototxt",
+        export_onnx(REPO_ROOT / "prototxt" / "resnet_softmax_train_val.prototxt",
                     tmp_path / "none.caffemodel", tmp_path / "model.onnx")
 
 

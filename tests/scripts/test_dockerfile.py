@@ -503,7 +503,7 @@ def test_image_runs_its_commands_through_the_entrypoint(stages):
 
 def test_entrypoint_without_mounts_says_what_to_mount_and_stops(entrypoint_repo):
     repo, mounts = entrypoint_repo
-    proc = run_entrypoint(repo, "caffe", "train", "-solver", "prototxt/toy_softmax_solver.prototxt")
+    proc = run_entrypoint(repo, "caffe", "train", "-solver", "prototxt/resnet_l2_solver.prototxt")
     assert proc.returncode == 2 and proc.stdout == ""
     assert f"{mounts}/data is not mounted" in proc.stderr
     assert f"{mounts}/runs is not mounted" in proc.stderr
