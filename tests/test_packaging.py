@@ -2,8 +2,8 @@
 (`pip install ".[onnx]"` in a fresh venv, then `fer-predict --onnx`) with Caffe absent.
 
 The ONNX route downloads its wheels from PyPI (cached in <FER cache>/pip, so a rerun is quick);
-the model it runs is a toy net trained for a few iterations by the real pipeline here (prepare,
-crossval's `caffe train`) and exported by tools/export_onnx.py.
+the model it runs is conftest's synthetic_toy_onnx: a toy net trained by the real pipeline
+(prepare, crossval's `caffe train`) and exported by tools/export_onnx.py.
 """
 import json
 import os
@@ -18,10 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import prepare
 from data_prep.synthetic import draw_face, expression_parameters, make_subject
 from runtime.caffe_env import REPO_ROOT
-from tools import crossval, export_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -108,20 +106,7 @@ def synthetic_photos(folder, count, size=96):
     return folder
 
 
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    """A toy model from the real pipeline: prepare, a 10-iteration `caffe train`, the export."""
-    root = tmp_path_factory.mktemp("onnx_route")
-    prepare.main(["--dataset", "synthetic", "--root", str(root / "faces"), "--out", str(root / "data"),
-                  "--size", "48", "--folds", "2", "--synthetic-subjects", "3", "--synthetic-images", "2",
-                  "--workers", "1", "--quiet"])
-    crossval.main(["--data", str(root / "data"), "--net", "toy", "--variant", "softmax", "--max-folds", "1",
-                   "--iters", "10", "--batch-size", "16", "--runs-dir", str(root / "runs")])
-    return export_onnx.main(["--run", str(root / "runs" / "synthetic_toy_softmax"),
-                             "--out", str(root / "toy.onnx")])
-
-
-def test_onnx_extra_in_a_fresh_venv_predicts_without_caffe(onnx_model, tmp_path):
+def test_onnx_extra_in_a_fresh_venv_predicts_without_caffe(synthetic_toy_run, synthetic_toy_onnx, tmp_path):
     env = clean_env(PIP_CACHE_DIR=str(pip_cache()))
     venv = tmp_path / "env"
     # The base interpreter: neither this venv's packages nor Debian's site-packages.
@@ -142,7 +127,7 @@ def test_onnx_extra_in_a_fresh_venv_predicts_without_caffe(onnx_model, tmp_path)
 
     photos = synthetic_photos(tmp_path / "photos", FACES)
     out = tmp_path / "faces.jsonl"
-    done = subprocess.run([str(venv / "bin" / "fer-predict"), "--onnx", str(onnx_model), "photos",
+    done = subprocess.run([str(venv / "bin" / "fer-predict"), "--onnx", str(synthetic_toy_onnx), "photos",
                            "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
@@ -150,7 +135,7 @@ def test_onnx_extra_in_a_fresh_venv_predicts_without_caffe(onnx_model, tmp_path)
     assert sorted(Path(r["input"]).name for r in records) == sorted(p.name for p in photos.iterdir())
     faces = [r for r in records if r["status"] == "face"]
     assert len(faces) >= FACES - 1, records
-    classes = json.loads((onnx_model.parent / "data" / "manifest.json").read_text())["classes"]
+    classes = json.loads((synthetic_toy_run["data"] / "manifest.json").read_text())["classes"]
     for record in faces:
         assert list(record["probabilities"]) == classes
         assert sum(record["probabilities"].values()) == pytest.approx(1, abs=1e-5)
