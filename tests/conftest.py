@@ -1,6 +1,8 @@
 """Shared fixtures: pycaffe in CPU mode, seeded RNGs, the caffe tool, and a toy model trained
 by the real pipeline (with its ONNX export) for the inference and packaging tests."""
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +24,13 @@ def caffe():
 @pytest.fixture(scope="session")
 def caffe_bin():
     return caffe_binary()
+
+
+@pytest.fixture(scope="session")
+def fer_cache_dir():
+    """The cache root scripts/install.sh uses (FER_CACHE_DIR, else $XDG_CACHE_HOME/fer-sparse)."""
+    return Path(os.environ.get("FER_CACHE_DIR")
+                or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-sparse")
 
 
 @pytest.fixture

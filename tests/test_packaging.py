@@ -47,11 +47,6 @@ def source_copy(tmp_path):
     return target
 
 
-def pip_cache():
-    cache = os.environ.get("FER_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fer-sparse"
-    return Path(cache) / "pip"
-
-
 def test_every_tool_is_a_console_command():
     assert set(COMMANDS) == {"fer-prepare", "fer-crossval", "fer-crossdb", "fer-reproduce", "fer-report",
                              "fer-predict", "fer-export-onnx", "fer-audit-data", "fer-respond-ratio",
@@ -106,8 +101,9 @@ def synthetic_photos(folder, count, size=96):
     return folder
 
 
-def test_onnx_extra_in_a_fresh_venv_predicts_without_caffe(synthetic_toy_run, synthetic_toy_onnx, tmp_path):
-    env = clean_env(PIP_CACHE_DIR=str(pip_cache()))
+def test_onnx_extra_in_a_fresh_venv_predicts_without_caffe(synthetic_toy_run, synthetic_toy_onnx, fer_cache_dir,
+                                                            tmp_path):
+    env = clean_env(PIP_CACHE_DIR=str(fer_cache_dir / "pip"))
     venv = tmp_path / "env"
     # The base interpreter: neither this venv's packages nor Debian's site-packages.
     base_python = getattr(sys, "_base_executable", sys.executable)

@@ -346,6 +346,7 @@ def test_export_tool_on_deploy_and_weights(tmp_path, toy_model):
         export_tool.main(["--deploy", str(deploy), "--out", str(tmp_path / "y.onnx")])
 
 
+@pytest.mark.slow
 def test_export_of_a_trained_run_reproduces_its_predictions(tmp_path):
     """A real tiny crossval run (caffe train, learned alpha): the ONNX model, fed the fold's test
     LMDB and averaged over crops as evaluation does, gives the run's predictions.json."""

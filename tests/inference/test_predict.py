@@ -25,6 +25,8 @@ from inference.report_example import predict_example_markdown, write_example_fac
 from runtime.caffe_env import REPO_ROOT
 from tools import export_onnx, predict
 
+pytestmark = pytest.mark.slow  # conftest's synthetic_toy_run: prepare + a real `caffe train`
+
 
 def _predict(argv):
     """predict.py's records and Counts for ``argv`` (written to a JSON Lines file)."""
