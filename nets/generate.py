@@ -1,10 +1,12 @@
-"""Write (or check) the committed nets and solvers under prototxt/.
+"""Write (or check) the committed nets and solvers under prototxt/: the resnet and vgg grids.
 
     python -m nets.generate            # rewrite prototxt/ from nets/
     python -m nets.generate --check    # exit 1 if prototxt/ differs from what nets/ generates
 
 Files are written atomically; files under prototxt/ that the generator no
-longer produces are removed (or, with --check, reported).
+longer produces are removed (or, with --check, reported). The toy and cnn48
+nets are not committed: the tools write them into each run folder
+(nets.write_experiment).
 """
 import argparse
 import sys

@@ -193,7 +193,7 @@ in_image() { buildah "${oci[@]}" run --isolation chroot "$@"; }
 
 # Without mounts (first: a run with -v leaves its mount points behind).
 set +e
-in_image "$container" -- "$entry" caffe train -solver prototxt/toy_softmax_solver.prototxt \
+in_image "$container" -- "$entry" caffe train -solver prototxt/resnet_l2_solver.prototxt \
     >"$work/nomount.out" 2>&1
 nomount_status=$?
 set -e

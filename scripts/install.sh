@@ -6,7 +6,8 @@
 #      clone keyed by (CMakeLists.txt, patches, flags), unless it is there
 #      already or FER_CAFFE_PREFIX names an existing install;
 #   3. .venv/ from Debian's /usr/bin/python3 (--system-site-packages) with
-#      requirements.txt, a .pth that makes caffe and the project importable,
+#      requirements.txt, the project installed editable with --no-deps (its
+#      fer-* commands in .venv/bin), a .pth that makes caffe and the project importable,
 #      and .venv/bin/caffe, a wrapper that gives the caffe tool's embedded
 #      interpreter the PYTHONPATH it needs.
 # Where everything is gets recorded in .venv/fer-env.sh.
@@ -141,6 +142,27 @@ make_venv() {
     else
         say "pip: requirements.txt already installed"
     fi
+    install_project
+}
+
+# The project itself, editable, for its console commands (.venv/bin/fer-crossval, ...;
+# pyproject.toml's [project.scripts]) that work with or without an activated venv.
+# --no-deps: its dependencies are requirements.txt's and Debian's (numpy, protobuf,
+# scipy, ... through --system-site-packages), which pip must not replace with PyPI
+# builds. --no-build-isolation: built by the venv's setuptools, offline and in a
+# second, rather than by a freshly downloaded one.
+install_project() {
+    local stamp="$venv/.project.sha256"
+    local want
+    want=$(sha256sum "$repo/pyproject.toml" | cut -c1-64)
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && [ -x "$venv/bin/fer-crossval" ]; then
+        say "pip: the project's commands already installed"
+        return
+    fi
+    say "pip: installing the project (editable, --no-deps) and its fer-* commands into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+        --no-build-isolation -e "$repo"
+    echo "$want" >"$stamp"
 }
 
 link_environment() {

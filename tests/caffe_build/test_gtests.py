@@ -12,6 +12,8 @@ import pytest
 
 from runtime.caffe_env import REPO_ROOT, caffe_prefix, links_onednn
 
+pytestmark = pytest.mark.slow  # compiles and runs Caffe's gtests of the patched layers
+
 TEST_SOURCES = ("src/gtest/gtest-all.cpp", "src/caffe/test/test_caffe_main.cpp",
                 "src/caffe/test/test_convolution_layer.cpp", "src/caffe/test/test_neuron_layer.cpp",
                 "src/caffe/test/test_eltwise_layer.cpp", "src/caffe/test/test_split_layer.cpp")

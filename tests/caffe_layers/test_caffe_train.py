@@ -10,6 +10,8 @@ import pytest
 from data_prep.lmdb_io import write_lmdb
 from runtime.caffe_env import import_caffe
 
+pytestmark = pytest.mark.slow  # real `caffe train` runs
+
 CLASSES, SIZE, BATCH = 3, 8, 16
 
 

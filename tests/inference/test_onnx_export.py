@@ -240,7 +240,7 @@ def test_unsupported_or_training_layer_is_named(tmp_path, layer_text, message):
 
 def test_train_val_net_is_refused(tmp_path):
     with pytest.raises(OnnxExportError, match="layer 'data' \\(Data\\) is a training-only layer"):
-        export_onnx(REPO_ROOT / "prototxt" / "toy_softmax_train_val.prototxt",
+        export_onnx(REPO_ROOT / "prototxt" / "resnet_softmax_train_val.prototxt",
                     tmp_path / "none.caffemodel", tmp_path / "model.onnx")
 
 
@@ -362,6 +362,7 @@ def test_export_tool_on_deploy_and_weights(tmp_path, toy_model, capsys):
     assert read_metadata(old) == {} and "warning: --deploy is now --model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_of_a_trained_run_reproduces_its_predictions(tmp_path):
     """A real tiny crossval run (caffe train, learned alpha): the ONNX model, fed the fold's test
     LMDB and averaged over crops as evaluation does, gives the run's predictions.json."""

@@ -5,7 +5,8 @@ The synthetic dataset is prepared by data_prep/prepare.py (its images kept with
 train`, and predict.py then runs on the fold's test images: its probabilities
 must be the ones crossval wrote in predictions.json. prepare aligned the
 synthetic faces with their known landmarks (landmarks.csv), so predict gets the
-same file with --landmarks-csv; the dlib path is tested separately.
+same file with --landmarks-csv; the dlib path is tested separately. The model and its ONNX
+export are tests/conftest.py's synthetic_toy_run and synthetic_toy_onnx.
 """
 import json
 import shutil
@@ -17,36 +18,15 @@ import numpy as np
 import pytest
 
 from data_prep.framing import load_fer2013_framing
-from tools import prepare
 from data_prep.synthetic import draw_face, expression_parameters, make_subject
 from inference.predictor import ModelError, Predictor
 from inference.preprocessing import ManifestError
 from inference.records import read_records
 from inference.report_example import predict_example_markdown, write_example_faces
 from runtime.caffe_env import REPO_ROOT
-from tools import crossval, export_onnx, predict
+from tools import export_onnx, predict
 
-RUN = "synthetic_toy_l2"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict")
-    prepare.main(["--dataset", "synthetic", "--root", str(root / "faces"), "--out", str(root / "data"),
-                  "--size", "48", "--folds", "2", "--synthetic-subjects", "4", "--synthetic-images", "3",
-                  "--workers", "1", "--quiet"])
-    crossval.main(["--data", str(root / "data"), "--net", "toy", "--variant", "l2", "--folds", "1",
-                   "--iters", "60", "--batch-size", "32", "--runs-dir", str(root / "runs")])
-    run = root / "runs" / RUN
-    predictions = json.loads((run / "fold_00" / "predictions.json").read_text())
-    return {"root": root, "run": run, "fold": run / "fold_00", "data": root / "data",
-            "landmarks": root / "faces" / "landmarks.csv", "predictions": predictions,
-            "sources": [p["source"] for p in predictions]}
-
-
-@pytest.fixture(scope="module")
-def onnx_model(trained):
-    return export_onnx.main(["--model", str(trained["run"]), "--out", str(trained["root"] / "toy.onnx")])
+pytestmark = pytest.mark.slow  # conftest's synthetic_toy_run: prepare + a real `caffe train`
 
 
 def _predict(argv):
@@ -64,33 +44,33 @@ def _probabilities(record, classes):
     return np.array([record["probabilities"][name] for name in classes])
 
 
-def test_predictions_agree_with_what_crossval_wrote(trained, tmp_path):
+def test_predictions_agree_with_what_crossval_wrote(synthetic_toy_run, tmp_path):
     out = tmp_path / "faces.jsonl"
-    records, counts = _predict(["--model", str(trained["run"]), *trained["sources"],
-                                "--landmarks-csv", str(trained["landmarks"]), "--out", str(out)])
-    classes = json.loads((trained["data"] / "manifest.json").read_text())["classes"]
-    assert counts.faces == len(trained["predictions"]) == 36 and counts.no_face == counts.unreadable == 0
+    records, counts = _predict(["--model", str(synthetic_toy_run["run"]), *synthetic_toy_run["sources"],
+                                "--landmarks-csv", str(synthetic_toy_run["landmarks"]), "--out", str(out)])
+    classes = json.loads((synthetic_toy_run["data"] / "manifest.json").read_text())["classes"]
+    assert counts.faces == len(synthetic_toy_run["predictions"]) == 36 and counts.no_face == counts.unreadable == 0
     faces = _by_input(records)
-    for expected in trained["predictions"]:
+    for expected in synthetic_toy_run["predictions"]:
         record = faces[expected["source"]]
         assert record["status"] == "face" and record["landmark_source"] == "known"
         assert classes.index(record["label"]) == expected["prediction"]
         np.testing.assert_allclose(_probabilities(record, classes), expected["probabilities"], rtol=0, atol=1e-6)
     # the model tells the images apart, so agreeing is not agreeing on a constant
-    assert len({p["prediction"] for p in trained["predictions"]}) > 1
+    assert len({p["prediction"] for p in synthetic_toy_run["predictions"]}) > 1
     # ... and the comparison is sensitive: dlib's landmarks instead of the known ones change the numbers
-    detected, _ = _predict(["--model", str(trained["fold"]), *trained["sources"], "--out", str(tmp_path / "d.jsonl")])
+    detected, _ = _predict(["--model", str(synthetic_toy_run["fold"]), *synthetic_toy_run["sources"], "--out", str(tmp_path / "d.jsonl")])
     moved = [np.abs(_probabilities(r, classes) - _probabilities(faces[r["input"]], classes)).max()
              for r in detected if r["status"] == "face"]
     assert len(moved) > 30 and np.median(moved) > 1e-3
 
 
-def test_onnx_path_runs_without_caffe_and_agrees_with_caffe(trained, onnx_model, tmp_path):
-    sources = trained["sources"][:12]
-    caffe_records, _ = _predict(["--model", str(trained["run"]), *sources, "--out", str(tmp_path / "caffe.jsonl")])
+def test_onnx_path_runs_without_caffe_and_agrees_with_caffe(synthetic_toy_run, synthetic_toy_onnx, tmp_path):
+    sources = synthetic_toy_run["sources"][:12]
+    caffe_records, _ = _predict(["--model", str(synthetic_toy_run["run"]), *sources, "--out", str(tmp_path / "caffe.jsonl")])
     code = ("import sys; sys.modules['caffe'] = None\n"   # `import caffe` now raises ImportError
             "from tools import predict\n"
-            f"predict.main({['--onnx', str(onnx_model), *sources, '--out', str(tmp_path / 'onnx.jsonl')]!r})\n"
+            f"predict.main({['--onnx', str(synthetic_toy_onnx), *sources, '--out', str(tmp_path / 'onnx.jsonl')]!r})\n"
             "assert not any(name.startswith(('caffe_layers', 'nets')) for name in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -105,11 +85,11 @@ def test_onnx_path_runs_without_caffe_and_agrees_with_caffe(trained, onnx_model,
             np.testing.assert_allclose(_probabilities(ours, classes), _probabilities(theirs, classes), atol=1e-5)
 
 
-def test_onnx_predictor_matches_crossval_with_known_landmarks(trained, onnx_model):
-    predictor = Predictor(onnx_model)
+def test_onnx_predictor_matches_crossval_with_known_landmarks(synthetic_toy_run, synthetic_toy_onnx):
+    predictor = Predictor(synthetic_toy_onnx)
     from data_prep.readers.index_csv import read_landmarks_csv
-    known = read_landmarks_csv(trained["landmarks"])
-    expected = trained["predictions"][:8]
+    known = read_landmarks_csv(synthetic_toy_run["landmarks"])
+    expected = synthetic_toy_run["predictions"][:8]
     results = predictor.predict_many([p["source"] for p in expected], [known[p["source"]] for p in expected])
     for result, entry in zip(results, expected):
         (face,) = result.faces
@@ -125,10 +105,10 @@ def _synthetic_face(seed, label=3, size=96):
     return image
 
 
-def test_batched_forward_passes_give_the_single_image_results(trained):
+def test_batched_forward_passes_give_the_single_image_results(synthetic_toy_run):
     images = [_synthetic_face(seed) for seed in range(5)]
-    alone = [Predictor(trained["fold"]).predict(image) for image in images]
-    batched = Predictor(trained["fold"], batch_crops=3).predict_many(images)   # crops of a face split across passes
+    alone = [Predictor(synthetic_toy_run["fold"]).predict(image) for image in images]
+    batched = Predictor(synthetic_toy_run["fold"], batch_crops=3).predict_many(images)   # crops of a face split across passes
     assert sum(len(r.faces) for r in alone) >= 4
     for one, many in zip(alone, batched):
         assert [f.box for f in one.faces] == [f.box for f in many.faces]
@@ -137,14 +117,14 @@ def test_batched_forward_passes_give_the_single_image_results(trained):
             assert a.label == b.label
 
 
-def test_every_face_is_classified_and_small_faces_and_faceless_images_are_reported(trained, tmp_path):
+def test_every_face_is_classified_and_small_faces_and_faceless_images_are_reported(synthetic_toy_run, tmp_path):
     left, right = _synthetic_face(1), _synthetic_face(2)
     right = cv2.resize(right, (80, 80), interpolation=cv2.INTER_AREA)
     pair = np.full((96, 200), 128, np.uint8)
     pair[:, :96], pair[8:88, 110:190] = left, right
     cv2.imwrite(str(tmp_path / "pair.png"), pair)
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((96, 96), 90, np.uint8))
-    records, counts = _predict(["--model", str(trained["run"]), str(tmp_path / "pair.png"), str(tmp_path / "blank.png"),
+    records, counts = _predict(["--model", str(synthetic_toy_run["run"]), str(tmp_path / "pair.png"), str(tmp_path / "blank.png"),
                                 "--out", str(tmp_path / "r.jsonl"), "--annotate", str(tmp_path / "drawn")])
     faces = [r for r in records if r["status"] == "face"]
     assert [r["face"] for r in faces] == [0, 1]
@@ -160,34 +140,34 @@ def test_every_face_is_classified_and_small_faces_and_faceless_images_are_report
     widths = [r["box"][2] - r["box"][0] for r in faces]
     assert widths[0] > widths[1] + 2
     between = str(int(round(sum(widths) / 2)))
-    records, counts = _predict(["--model", str(trained["run"]), str(tmp_path / "pair.png"), "--min-face", between,
+    records, counts = _predict(["--model", str(synthetic_toy_run["run"]), str(tmp_path / "pair.png"), "--min-face", between,
                                 "--out", str(tmp_path / "s.jsonl")])
     statuses = [r["status"] for r in records]
     assert statuses == ["face", "small_face"] and counts.small_faces == 1
-    records, counts = _predict(["--model", str(trained["run"]), str(tmp_path / "pair.png"), "--min-face", "500",
+    records, counts = _predict(["--model", str(synthetic_toy_run["run"]), str(tmp_path / "pair.png"), "--min-face", "500",
                                 "--out", str(tmp_path / "n.jsonl")])
     assert [r["status"] for r in records] == ["small_face", "small_face", "no_face"]
     assert "narrower than the minimum 500 px" in records[0]["reason"] and counts.no_face == 1
 
 
-def test_videos_are_sampled_every_nth_frame(trained, tmp_path):
+def test_videos_are_sampled_every_nth_frame(synthetic_toy_run, tmp_path):
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 96))
     for seed in range(7):
         writer.write(cv2.cvtColor(_synthetic_face(seed), cv2.COLOR_GRAY2BGR))
     writer.release()
-    records, counts = _predict(["--model", str(trained["run"]), str(video), "--every", "3",
+    records, counts = _predict(["--model", str(synthetic_toy_run["run"]), str(video), "--every", "3",
                                 "--format", "jsonl", "--out", str(tmp_path / "v.jsonl")])
     assert sorted({r["frame"] for r in records}) == [0, 3, 6]
     assert counts.frames == 3 and counts.images == 0 and counts.faces + counts.no_face >= 3
-    predict.main(["--model", str(trained["run"]), str(video), "--every", "3", "--format", "csv",
+    predict.main(["--model", str(synthetic_toy_run["run"]), str(video), "--every", "3", "--format", "csv",
                   "--out", str(tmp_path / "v.csv"), "--quiet"])
     rows = (tmp_path / "v.csv").read_text().splitlines()
     assert rows[0].startswith("input,frame,face,status,reason,box_left") and rows[0].endswith("p_surprise,label")
     assert len(rows) == len(records) + 1
 
 
-def test_bad_inputs_are_counted_reported_and_the_run_goes_on(trained, tmp_path, capsys):
+def test_bad_inputs_are_counted_reported_and_the_run_goes_on(synthetic_toy_run, tmp_path, capsys):
     folder = tmp_path / "inputs"
     (folder / "sub").mkdir(parents=True)
     cv2.imwrite(str(folder / "sub" / "good.png"), _synthetic_face(3))
@@ -198,7 +178,7 @@ def test_bad_inputs_are_counted_reported_and_the_run_goes_on(trained, tmp_path, 
     (folder / "broken.mp4").write_bytes(b"\x00not a video" * 50)
     (tmp_path / "nothing").mkdir()
     out = tmp_path / "r.jsonl"
-    counts = predict.main(["--model", str(trained["run"]), str(folder), str(tmp_path / "missing.png"),
+    counts = predict.main(["--model", str(synthetic_toy_run["run"]), str(folder), str(tmp_path / "missing.png"),
                            str(tmp_path / "nothing"), "--out", str(out)])
     records = _by_input(read_records(out))
     reasons = {name: records[str(folder / name)]["reason"] for name in
@@ -213,11 +193,11 @@ def test_bad_inputs_are_counted_reported_and_the_run_goes_on(trained, tmp_path, 
     assert "6 unreadable inputs" in capsys.readouterr().err
 
 
-def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path):
-    fold, manifest = trained["fold"], trained["data"] / "manifest.json"
+def test_model_errors_name_the_file_and_what_to_do(synthetic_toy_run, synthetic_toy_onnx, tmp_path):
+    fold, manifest = synthetic_toy_run["fold"], synthetic_toy_run["data"] / "manifest.json"
     # a run folder whose fold lost its caffemodel, or whose training never finished
     broken = tmp_path / "broken_run"
-    shutil.copytree(trained["run"], broken, ignore=shutil.ignore_patterns("*.caffemodel"))
+    shutil.copytree(synthetic_toy_run["run"], broken, ignore=shutil.ignore_patterns("*.caffemodel"))
     with pytest.raises(ModelError, match=r"has no caffemodel snapshot_iter_60.caffemodel"):
         Predictor(broken)
     (broken / "fold_00" / "training.json").unlink()
@@ -242,7 +222,7 @@ def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path
         Predictor(deploy, weights=weights)
     # a deploy net with weights and manifest given works like the run folder
     direct = Predictor(deploy, weights=weights, manifest=manifest).predict(_synthetic_face(5))
-    via_run = Predictor(trained["run"]).predict(_synthetic_face(5))
+    via_run = Predictor(synthetic_toy_run["run"]).predict(_synthetic_face(5))
     np.testing.assert_array_equal([f.probabilities for f in direct.faces], [f.probabilities for f in via_run.faces])
     # a manifest that does not say how the crops were made
     old = json.loads(manifest.read_text())
@@ -257,12 +237,12 @@ def test_model_errors_name_the_file_and_what_to_do(trained, onnx_model, tmp_path
     assert Predictor(bare, manifest=manifest).predict(_synthetic_face(5)).faces[0].label == via_run.faces[0].label
 
 
-def test_the_report_example_shows_predict_py_output_on_unseen_generated_faces(trained, tmp_path):
+def test_the_report_example_shows_predict_py_output_on_unseen_generated_faces(synthetic_toy_run, tmp_path):
     images = write_example_faces(tmp_path / "faces")
     assert write_example_faces(tmp_path / "faces") == images   # a rerun reuses them
-    text = predict_example_markdown(trained["run"], images)
-    assert f"python tools/predict.py --model {trained['run']} {tmp_path / 'faces'}/ --out faces.jsonl" in text
-    records, _ = _predict(["--model", str(trained["run"]), str(tmp_path / "faces"), "--out", str(tmp_path / "f.jsonl")])
+    text = predict_example_markdown(synthetic_toy_run["run"], images)
+    assert f"python tools/predict.py --model {synthetic_toy_run['run']} {tmp_path / 'faces'}/ --out faces.jsonl" in text
+    records, _ = _predict(["--model", str(synthetic_toy_run["run"]), str(tmp_path / "faces"), "--out", str(tmp_path / "f.jsonl")])
     rows = [line for line in text.splitlines() if line.startswith("| face01_")]
     assert len(rows) == len(records) == 6
     for row, record in zip(rows, records):
@@ -275,7 +255,7 @@ def test_the_report_example_shows_predict_py_output_on_unseen_generated_faces(tr
 
 
 @pytest.mark.parametrize("mode", ["detected", "known", "none"])
-def test_face_crops_are_the_crops_prepare_makes(trained, tmp_path, mode):
+def test_face_crops_are_the_crops_prepare_makes(synthetic_toy_run, tmp_path, mode):
     from dataclasses import replace
 
     from data_prep.items import Item
@@ -283,13 +263,13 @@ def test_face_crops_are_the_crops_prepare_makes(trained, tmp_path, mode):
     from data_prep.readers.index_csv import read_landmarks_csv
     from inference.preprocessing import FaceCropper, prep_config_from_manifest
 
-    manifest = json.loads((trained["data"] / "manifest.json").read_text())
+    manifest = json.loads((synthetic_toy_run["data"] / "manifest.json").read_text())
     config = prep_config_from_manifest(manifest)
     assert (config.size, config.crops, config.gray, config.align) == (48, 4, "std", "landmarks")
     if mode == "none":
         config = replace(config, align="none")
-    source = trained["sources"][0]
-    marks = read_landmarks_csv(trained["landmarks"])[source] if mode == "known" else None
+    source = synthetic_toy_run["sources"][0]
+    marks = read_landmarks_csv(synthetic_toy_run["landmarks"])[source] if mode == "known" else None
     prepared = process_item(0, Item(source, 0, "S01", source, landmarks=marks), config)
     faces, _ = FaceCropper(config).faces(cv2.imread(source, cv2.IMREAD_GRAYSCALE), marks)
     assert prepared.alignment == {"detected": "detected", "known": "known", "none": "none"}[mode]
@@ -297,25 +277,25 @@ def test_face_crops_are_the_crops_prepare_makes(trained, tmp_path, mode):
     np.testing.assert_array_equal(faces[0].crops, prepared.crops)
 
 
-def test_detect_max_side_finds_small_faces_in_large_photos(trained):
+def test_detect_max_side_finds_small_faces_in_large_photos(synthetic_toy_run):
     photo = np.full((1200, 1600), 120, np.uint8)
     photo[500:692, 700:892] = cv2.resize(_synthetic_face(1), (192, 192), interpolation=cv2.INTER_CUBIC)
     # prepare's detection size (320) shrinks this face below what dlib's HOG detector finds
-    assert Predictor(trained["run"]).predict(photo).faces == []
-    (face,) = Predictor(trained["run"], detect_max_side=1200).predict(photo).faces
+    assert Predictor(synthetic_toy_run["run"]).predict(photo).faces == []
+    (face,) = Predictor(synthetic_toy_run["run"], detect_max_side=1200).predict(photo).faces
     assert 700 <= face.box[0] < face.box[2] <= 892 and 500 <= face.box[1] < face.box[3] <= 692
     with pytest.raises(ValueError, match="detect_max_side must be >= the manifest's detect_min_side 160"):
-        Predictor(trained["run"], detect_max_side=100)
+        Predictor(synthetic_toy_run["run"], detect_max_side=100)
 
 
-def test_worker_processes_give_the_records_of_one_process(trained, tmp_path):
+def test_worker_processes_give_the_records_of_one_process(synthetic_toy_run, tmp_path):
     from inference.batch import predict_inputs
     from inference.media import expand_inputs
 
     for seed in range(6):
         cv2.imwrite(str(tmp_path / f"face{seed}.png"), _synthetic_face(seed))
     (tmp_path / "broken.png").write_text("not an image")
-    predictor = Predictor(trained["run"])
+    predictor = Predictor(synthetic_toy_run["run"])
     inputs = expand_inputs([tmp_path])
     alone, spread = [], []
     one = predict_inputs(predictor, inputs, alone.append, progress=False)
@@ -328,32 +308,32 @@ def test_worker_processes_give_the_records_of_one_process(trained, tmp_path):
             np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-6)
 
 
-def test_without_caffe_the_caffe_path_says_to_use_onnx(trained):
+def test_without_caffe_the_caffe_path_says_to_use_onnx(synthetic_toy_run):
     code = ("import sys; sys.modules['caffe'] = None\n"
             "from tools import predict\n"
-            f"predict.main(['--model', {str(trained['run'])!r}, 'x.png'])\n")
+            f"predict.main(['--model', {str(synthetic_toy_run['run'])!r}, 'x.png'])\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 1
     assert "pycaffe cannot be imported" in done.stderr and "with --onnx" in done.stderr
 
 
-def test_gpu_is_used_or_refused_with_a_clear_error(trained):
+def test_gpu_is_used_or_refused_with_a_clear_error(synthetic_toy_run):
     from inference.caffe_backend import gpu_problem
 
     face = _synthetic_face(5)
     problem = gpu_problem(0)
     if problem is None:   # a CUDA Caffe with a device: the GPU gives the CPU's probabilities
-        on_gpu = Predictor(trained["run"], gpu=0).predict(face)
-        on_cpu = Predictor(trained["run"]).predict(face)
+        on_gpu = Predictor(synthetic_toy_run["run"], gpu=0).predict(face)
+        on_cpu = Predictor(synthetic_toy_run["run"]).predict(face)
         np.testing.assert_allclose(on_gpu.faces[0].probabilities, on_cpu.faces[0].probabilities, atol=1e-5)
     else:                 # a CPU-only Caffe would abort the process: refused before, saying why
         with pytest.raises(ValueError, match=r"Caffe cannot use GPU 0 \(.+\); run on the CPU \(leave out --gpu\)"):
-            Predictor(trained["run"], gpu=0)
+            Predictor(synthetic_toy_run["run"], gpu=0)
 
 
-def test_a_deploy_net_is_named_as_in_export_onnx_and_the_old_form_still_works(trained, tmp_path, capsys):
-    deploy, weights = trained["fold"] / "toy_l2_deploy.prototxt", trained["fold"] / "snapshot_iter_60.caffemodel"
-    manifest = trained["data"] / "manifest.json"
+def test_a_deploy_net_is_named_as_in_export_onnx_and_the_old_form_still_works(synthetic_toy_run, tmp_path, capsys):
+    deploy, weights = synthetic_toy_run["fold"] / "toy_l2_deploy.prototxt", synthetic_toy_run["fold"] / "snapshot_iter_60.caffemodel"
+    manifest = synthetic_toy_run["data"] / "manifest.json"
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), _synthetic_face(6))
     common = ["--manifest", str(manifest), "--out"]
@@ -367,12 +347,12 @@ def test_a_deploy_net_is_named_as_in_export_onnx_and_the_old_form_still_works(tr
     assert "a deploy prototxt needs --weights CAFFEMODEL" in capsys.readouterr().err
 
 
-def test_nothing_readable_exits_non_zero_naming_each_file_without_video_library_noise(trained, tmp_path):
+def test_nothing_readable_exits_non_zero_naming_each_file_without_video_library_noise(synthetic_toy_run, tmp_path):
     fake_video = tmp_path / "holiday.mp4"
     fake_video.write_text("this is a text file, not a video\n" * 20)
     fake_image = tmp_path / "photo.png"
     fake_image.write_text("not an image")
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "predict.py"), "--model", str(trained["run"]),
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "predict.py"), "--model", str(synthetic_toy_run["run"]),
                            str(fake_video), str(fake_image), "--out", str(tmp_path / "r.jsonl")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr
@@ -398,9 +378,9 @@ def test_a_real_video_still_reads_while_native_stderr_is_silenced(tmp_path):
     assert abs(int(frames[1][1].mean()) - 100) <= 3
 
 
-def _align_none_manifest(trained, tmp_path, dataset, framing=True):
+def _align_none_manifest(synthetic_toy_run, tmp_path, dataset, framing=True):
     """The trained run's manifest as if its dataset had been prepared with --align none."""
-    manifest = json.loads((trained["data"] / "manifest.json").read_text())
+    manifest = json.loads((synthetic_toy_run["data"] / "manifest.json").read_text())
     manifest["alignment"]["method"] = "none"
     manifest["dataset"] = dataset
     manifest["framing"] = load_fer2013_framing().as_dict() if framing else None
@@ -442,22 +422,22 @@ def test_a_face_in_a_photo_is_cut_as_its_ready_cut_database_framed_it(tmp_path):
     assert old.source == "frame" and old.box[2] - old.box[0] > 2 * side
 
 
-def test_an_align_none_model_detects_faces_unless_told_the_inputs_are_crops(trained, tmp_path):
+def test_an_align_none_model_detects_faces_unless_told_the_inputs_are_crops(synthetic_toy_run, tmp_path):
     noise = np.random.default_rng(5).integers(0, 256, (96, 96)).astype(np.uint8)
     face = _synthetic_face(4)
-    fer = _align_none_manifest(trained, tmp_path, "fer2013")
-    framed = Predictor(trained["run"], manifest=fer)
+    fer = _align_none_manifest(synthetic_toy_run, tmp_path, "fer2013")
+    framed = Predictor(synthetic_toy_run["run"], manifest=fer)
     assert framed.predict(noise).faces == []                     # no face in noise: reported
     (one,) = framed.predict(face).faces
-    whole = Predictor(trained["run"], manifest=fer, whole_image=True)
+    whole = Predictor(synthetic_toy_run["run"], manifest=fer, whole_image=True)
     assert len(whole.predict(noise).faces) == 1                  # a ready-cut input: classified whole
     # A FER2013 manifest from before the framing was recorded: the shipped FER2013 framing.
-    older = _align_none_manifest(trained, tmp_path, "fer2013", framing=False)
-    assert Predictor(trained["run"], manifest=older).cropper.framing == load_fer2013_framing()
-    other = _align_none_manifest(trained, tmp_path, "csv", framing=False)
+    older = _align_none_manifest(synthetic_toy_run, tmp_path, "fer2013", framing=False)
+    assert Predictor(synthetic_toy_run["run"], manifest=older).cropper.framing == load_fer2013_framing()
+    other = _align_none_manifest(synthetic_toy_run, tmp_path, "csv", framing=False)
     with pytest.raises(ModelError, match="records no framing.*--whole-image"):
-        Predictor(trained["run"], manifest=other)
+        Predictor(synthetic_toy_run["run"], manifest=other)
     cv2.imwrite(str(tmp_path / "noise.png"), noise)
-    records, _ = _predict(["--model", str(trained["run"]), "--manifest", str(fer), str(tmp_path / "noise.png"),
+    records, _ = _predict(["--model", str(synthetic_toy_run["run"]), "--manifest", str(fer), str(tmp_path / "noise.png"),
                            "--whole-image", "--out", str(tmp_path / "whole.jsonl")])
     assert [r["status"] for r in records] == ["face"]

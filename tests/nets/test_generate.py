@@ -4,9 +4,9 @@ import math
 import pytest
 from google.protobuf import text_format
 
-from nets import (NETS, VARIANTS, deploy_net, file_names, roles, solver, train_val_net,
+from nets import (VARIANTS, deploy_net, file_names, roles, solver, train_val_net,
                   write_experiment)
-from nets.experiment import committed_files
+from nets.experiment import COMMITTED_NETS, committed_files
 from nets.generate import main as generate_main
 from runtime.caffe_env import REPO_ROOT
 
@@ -15,7 +15,10 @@ PROTOTXT = REPO_ROOT / "prototxt"
 
 def test_committed_prototxt_equal_the_generator_output_byte_for_byte():
     files = committed_files()
-    assert len(files) == 3 * len(NETS) * len(VARIANTS)
+    assert set(COMMITTED_NETS) == {"resnet", "vgg"}
+    assert len(files) == 3 * len(COMMITTED_NETS) * len(VARIANTS)
+    assert "resnet_l2_solver.prototxt" in files   # the design card's command
+    assert not any(name.startswith(("toy_", "cnn48_")) for name in files)
     committed = {path.name for path in PROTOTXT.glob("*")}
     assert committed == set(files), "run `python -m nets.generate` and commit prototxt/"
     for name, text in files.items():
@@ -30,16 +33,22 @@ def test_generate_cli_writes_identical_files_and_check_finds_drift(tmp_path, cap
         assert (out / path.name).read_bytes() == path.read_bytes(), path.name
     assert generate_main(["--out", str(out), "--check"]) == 0
 
-    edited = out / "toy_l2_solver.prototxt"
+    edited = out / "vgg_l2_solver.prototxt"
     edited.write_text(edited.read_text().replace("base_lr: 0.01", "base_lr: 0.02"))
-    (out / "toy_old_variant_solver.prototxt").write_text("")
+    (out / "vgg_old_variant_solver.prototxt").write_text("")
     capsys.readouterr()
     assert generate_main(["--out", str(out), "--check"]) == 1
     report = capsys.readouterr().out
-    assert "out of date" in report and "toy_l2_solver.prototxt" in report
-    assert "not generated any more" in report and "toy_old_variant_solver.prototxt" in report
-    assert generate_main(["--out", str(out)]) == 0  # repairs both
-    assert not (out / "toy_old_variant_solver.prototxt").exists()
+    assert "out of date" in report and "vgg_l2_solver.prototxt" in report
+    assert "not generated any more" in report and "vgg_old_variant_solver.prototxt" in report
+    # a toy file (once committed, now written into run folders only) is stale too
+    (out / "toy_l2_solver.prototxt").write_text("")
+    capsys.readouterr()
+    assert generate_main(["--out", str(out), "--check"]) == 1
+    assert "not generated any more" in capsys.readouterr().out
+    assert generate_main(["--out", str(out)]) == 0  # repairs all three
+    assert not (out / "toy_l2_solver.prototxt").exists()
+    assert not (out / "vgg_old_variant_solver.prototxt").exists()
     assert edited.read_bytes() == (PROTOTXT / edited.name).read_bytes()
 
 

@@ -372,16 +372,15 @@ def test_dockerignore_keeps_what_the_image_copies():
 # ---------------------------------------------------------------- the CUDA patches
 
 @pytest.fixture(scope="module")
-def pinned_source_tarball():
+def pinned_source_tarball(fer_cache_dir):
     """The pinned tarball, from the cache scripts/install.sh fetches into (fetched if absent)."""
-    cache = Path(os.environ.get("FER_CACHE_DIR")
-                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-sparse")
-    proc = subprocess.run(["bash", str(FETCH_SCRIPT), str(cache / "src")], capture_output=True,
+    proc = subprocess.run(["bash", str(FETCH_SCRIPT), str(fer_cache_dir / "src")], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_cuda_patches_apply_after_the_cpu_patches(tmp_path, pinned_source_tarball):
     cpu, cuda = sorted(PATCHES.glob("*.patch")), sorted((PATCHES / "cuda").glob("*.patch"))
     assert len(cuda) >= 5
@@ -549,7 +548,7 @@ def test_image_runs_its_commands_through_the_entrypoint(stages):
 
 def test_entrypoint_without_mounts_says_what_to_mount_and_stops(entrypoint_repo):
     repo, mounts = entrypoint_repo
-    proc = run_entrypoint(repo, "caffe", "train", "-solver", "prototxt/toy_softmax_solver.prototxt")
+    proc = run_entrypoint(repo, "caffe", "train", "-solver", "prototxt/resnet_l2_solver.prototxt")
     assert proc.returncode == 2 and proc.stdout == ""
     assert f"{mounts}/data is not mounted" in proc.stderr
     assert f"{mounts}/runs is not mounted" in proc.stderr

@@ -60,6 +60,7 @@ def test_help_names_every_stage():
         assert f"{stage} " in out
 
 
+@pytest.mark.slow
 def test_the_stages_run_end_to_end_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     result = run("--device", "cpu", "--scale", "smoke", "--net", "toy", "--fer2013",

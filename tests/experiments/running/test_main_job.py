@@ -1,7 +1,11 @@
 """The main job end to end (reduced): synthetic data -> prepare -> crossval -> RespondRatio -> report."""
 import json
 
+import pytest
+
 from tools import main_job
+
+pytestmark = pytest.mark.slow  # the main job end to end: prepare, two variants of crossval, report
 
 
 def test_main_job_runs_end_to_end_and_reuses_finished_work(tmp_path, capsys):
