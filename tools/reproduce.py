@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 from experiments.running import reproduce
+from experiments.running.initialisation import INITS, plan
+from experiments.running.options import option_specs
+from experiments.running.reproduce import RECIPE_TAGS
 from experiments.reporting.table_report import cell_results, write_table
 from experiments.paper.tables import TABLES
 from nets.catalog import NETS, SPARSENESS_NORMALIZATION, SPARSENESS_NORMALIZATIONS, VARIANTS
@@ -57,6 +60,20 @@ def parse_args(argv=None):
                         help="the feature-sparseness term over the batch: batch (default) and/or sum; "
                              "with both, every sparseness cell runs twice, so that one table shows which "
                              "reading reproduces the paper (docs/recipe.md)")
+    parser.add_argument("--init", choices=INITS, default="auto",
+                        help="where runs without a parent run start: auto (default: each net's public face "
+                        "model when every net of the table that has one finds it, else random weights), "
+                        "face (require them) or random; CK+/Oulu/MMI cells fine-tune from the FER2013 run "
+                        "(docs/recipe.md)")
+    parser.add_argument("--pretrained-dir", type=Path, default=None,
+                        help="where tools/fetch_pretrained.py put the face models (default: its --dest default)")
+    recipe = parser.add_argument_group("training options for every run of the table (default: the "
+                                       "nets' defaults; each set one tags the run names)")
+    specs = option_specs()
+    for name in RECIPE_TAGS:
+        spec = specs[name]
+        recipe.add_argument(spec.flag, dest=name, type=None if spec.choices else spec.kind,
+                            choices=spec.choices, default=None, help=spec.help)
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "reproduce",
                         help="where run folders go (default <repo>/runs/reproduce)")
     parser.add_argument("--out", type=Path, default=None, help="where the table goes")
@@ -91,7 +108,9 @@ def _reproduce(args):
     scale = reproduce.SCALES[args.scale]
     cells = reproduce.select_cells(table, args.nets, args.variants, tuple(dict.fromkeys(args.normalizations)))
     seeds = list(range(1, args.seeds + 1))
-    jobs = reproduce.jobs_for(cells, seeds)
+    face_models = plan({cell.net for cell in cells}, args.init, args.pretrained_dir)
+    recipe = tuple((name, getattr(args, name)) for name in RECIPE_TAGS if getattr(args, name) is not None)
+    jobs = reproduce.jobs_for(cells, seeds, face_models, recipe)
     folders = reproduce.data_folders(args.data) if not args.dry_run else _existing_folders(args.data)
     print(f"Table {table.number}: {table.title}; {len(cells)} cell(s) x {len(seeds)} seed(s) = "
           f"{len(jobs)} run(s), scale {scale.name} ({scale.note})")
@@ -99,7 +118,8 @@ def _reproduce(args):
         for cell in cells:
             print(f"  cell {cell.row} / {cell.column}: {cell.kind} {cell.net} {cell.variant} on {cell.data}"
                   + (f" -> {cell.test}" if cell.test else "")
-                  + (f" (paper {cell.paper:.2f})" if cell.paper is not None else ""))
+                  + (f" (paper {cell.paper:.2f})" if cell.paper is not None else "")
+                  + f"; starts from {reproduce.job_of(cell, 1, face_models, recipe).starts_from(scale.name)}")
         for job in jobs:
             print("  " + reproduce.job_command(job, scale, args.runs_dir, folders))
         return jobs
@@ -116,9 +136,10 @@ def _reproduce(args):
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     done = reproduce.run_jobs(jobs, scale, args.runs_dir, args.data, parallel=args.jobs, gpus=gpus,
                               executor=executor)
-    run_dirs_of = lambda cell: [done[reproduce.job_of(cell, seed)] for seed in seeds]
+    run_dirs_of = lambda cell: [done[reproduce.job_of(cell, seed, face_models, recipe)] for seed in seeds]
     reproduce.store_table_analyses(table, [run_dir for cell in cells for run_dir in run_dirs_of(cell)])
-    rows = cell_results(table, cells, run_dirs_of)
+    rows = cell_results(table, cells, run_dirs_of,
+                        lambda cell: reproduce.job_of(cell, 1, face_models, recipe).starts_from(scale.name))
     reference = reproduce.reference_net(list(table.cells)) if args.nets else None
     path = write_table(table, rows, args.out or args.runs_dir / f"table_{table.number}",
                        [reproduce.job_command(job, scale, args.runs_dir, folders) for job in jobs],

@@ -90,15 +90,17 @@ def pooled_figures(cell, run_dirs):
     return figures
 
 
-def cell_results(table, cells, run_dirs_of):
-    """One dict per cell: accuracy with its spreads and interval, and the test against its baseline."""
+def cell_results(table, cells, run_dirs_of, starts_from_of=None):
+    """One dict per cell: accuracy with its spreads and interval, the test against its baseline,
+    and (``starts_from_of(cell)``) where its runs' weights started."""
     rows = []
     for cell in cells:
         run_dirs = run_dirs_of(cell)
         row = {"row": cell.row, "column": cell.column, "kind": cell.kind, "net": cell.net,
                "variant": cell.variant, "normalization": cell.normalization, "data": cell.data,
                "test": cell.test, "paper": cell.paper,
-               "runs": [str(d) for d in run_dirs], "finished": _finished(cell, run_dirs)}
+               "runs": [str(d) for d in run_dirs], "finished": _finished(cell, run_dirs),
+               "starts_from": starts_from_of(cell) if starts_from_of else None}
         if row["finished"]:
             row.update(statistics.cell_statistics(_runs_of(cell, run_dirs)))
             row.update(pooled_figures(cell, run_dirs))
@@ -136,13 +138,14 @@ def _grid_markdown(rows, reference):
 
 
 def _details_markdown(rows):
-    lines = ["| runs | row | column | seeds | accuracy | ± over seeds | ± over folds | pooled | units, pooled "
-             "| 95 % CI | vs baseline | McNemar p | noise |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| runs | row | column | starts from | seeds | accuracy | ± over seeds | ± over folds | pooled "
+             "| units, pooled | 95 % CI | vs baseline | McNemar p | noise |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         runs = run_names(r["runs"])
+        start = r.get("starts_from") or "–"
         if not r["finished"]:
-            lines.append(f"| {runs} | {r['row']} | {r['column']} | – | not run | | | | | | | | |")
+            lines.append(f"| {runs} | {r['row']} | {r['column']} | {start} | – | not run | | | | | | | | |")
             continue
         units = (f"{pct(r['unit_pooled_accuracy'])} of {r['units']}" if r.get("unit_pooled_accuracy") is not None
                  else "–")
@@ -152,7 +155,7 @@ def _details_markdown(rows):
         p_value = "–" if r.get("p_value") is None else f"{r['p_value']:.3g}"
         noise = "–" if r.get("within_noise") is None else ("within noise" if r["within_noise"]
                                                           else "significant")
-        lines.append(f"| {runs} | {r['row']} | {r['column']} | {len(r['runs'])} | {pct(r['accuracy'])} | "
+        lines.append(f"| {runs} | {r['row']} | {r['column']} | {start} | {len(r['runs'])} | {pct(r['accuracy'])} | "
                      f"{pct(r.get('std_over_seeds'))} | {pct(r.get('std_over_folds'))} | "
                      f"{pct(r.get('pooled_accuracy'))} | {units} | {ci} | {versus} | {p_value} | {noise} |")
     return lines + ["", "accuracy: the mean of the folds' accuracies (and of the seeds'); pooled: every "

@@ -55,9 +55,16 @@ SCALES = {
 }
 
 
+# The training options a table may set for all its runs, and their tags in run names.
+RECIPE_TAGS = {"transferred_lr_mult": "tlr", "center_lr_mult": "clr", "center_filler": "cf",
+               "center_filler_std": "cfs", "center_decay_mult": "cdm"}
+
+
 @dataclass(frozen=True)
 class Job:
-    """One run: a cell's (kind, net, variant, data, sparseness normalisation) for one seed."""
+    """One run: a cell's (kind, net, variant, data, sparseness normalisation) for one seed, the face
+    model its chain starts from (experiments/running/initialisation.py; None: random weights) and
+    the table-wide training options (``recipe``: sorted (option, value) pairs of RECIPE_TAGS)."""
     kind: str
     net: str
     variant: str
@@ -65,11 +72,16 @@ class Job:
     seed: int
     finetune_from: Optional[str] = None
     normalization: str = SPARSENESS_NORMALIZATION
+    face_model: Optional[str] = None
+    recipe: tuple = ()
 
     def run_name(self, scale):
         stem = f"{self.data}_{self.net}_{self.variant}_{scale}_s{self.seed}"
         if self.normalization != SPARSENESS_NORMALIZATION:
             stem += f"_{self.normalization}"
+        stem += "".join(f"_{RECIPE_TAGS[name]}{value}" for name, value in self.recipe)
+        if self.face_model:
+            stem += "_face"          # the chain starts from a public face model
         if self.kind == "crossdb":
             return f"crossdb_{stem}"
         return stem + (f"_from_{self.finetune_from}" if self.finetune_from else "")
@@ -79,12 +91,19 @@ class Job:
         if not self.finetune_from:
             return None
         return Job("crossval", self.net, self.variant, self.finetune_from, self.seed,
-                   normalization=self.normalization)
+                   normalization=self.normalization, face_model=self.face_model, recipe=self.recipe)
+
+    def starts_from(self, scale):
+        """Where this run's weights start, in words (the table's "starts from" column)."""
+        if self.parent():
+            return f"the {self.finetune_from} run {self.parent().run_name(scale)}"
+        return f"face model {Path(self.face_model).name}" if self.face_model else "random weights"
 
 
-def job_of(cell, seed):
-    """The run that fills ``cell`` for ``seed``."""
-    return Job(cell.kind, cell.net, cell.variant, cell.data, seed, cell.finetune_from, cell.normalization)
+def job_of(cell, seed, face_models=None, recipe=()):
+    """The run that fills ``cell`` for ``seed`` (``face_models``: initialisation.plan's {net: path})."""
+    return Job(cell.kind, cell.net, cell.variant, cell.data, seed, cell.finetune_from, cell.normalization,
+               (face_models or {}).get(cell.net), tuple(sorted(recipe)))
 
 
 def reference_net(cells):
@@ -112,12 +131,12 @@ def select_cells(table, nets=None, variants=None, normalizations=(SPARSENESS_NOR
             if normalization == SPARSENESS_NORMALIZATION or VARIANTS[cell.variant].sparseness]
 
 
-def jobs_for(cells, seeds):
+def jobs_for(cells, seeds, face_models=None, recipe=()):
     """Every run the cells need, parents first, each once, in a stable order."""
     jobs = []
     for seed in seeds:
         for cell in cells:
-            job = job_of(cell, seed)
+            job = job_of(cell, seed, face_models, recipe)
             for needed in (job.parent(), job):
                 if needed is not None and needed not in jobs:
                     jobs.append(needed)
@@ -172,9 +191,11 @@ def check_jobs(jobs, scale, folders):
 
 def options_for(job, scale, weights=None):
     normalization = None if job.normalization == SPARSENESS_NORMALIZATION else job.normalization
+    if weights is None and job.parent() is None and job.face_model:
+        weights = job.face_model
     return TrainingOptions(net=job.net, variant=job.variant, iters=scale.iters, batch_size=scale.batch_size,
                            stepsize=scale.stepsize, weights=weights, seed=job.seed, scale=scale.name,
-                           sparseness_normalization=normalization)
+                           sparseness_normalization=normalization, **dict(job.recipe))
 
 
 def job_command(job, scale, runs_dir, folders):
@@ -194,6 +215,9 @@ def job_command(job, scale, runs_dir, folders):
         common.append(f"{flag['batch_size']} {scale.batch_size}")
     if job.normalization != SPARSENESS_NORMALIZATION:
         common.append(f"{flag['sparseness_normalization']} {job.normalization}")
+    common.extend(f"{flag[name]} {value}" for name, value in job.recipe)
+    if job.parent() is None and job.face_model:
+        common.append(f"{flag['weights']} {shlex.quote(job.face_model)}")
     if job.parent():
         common.append(f"{flag['weights']} {runs_dir}/{job.parent().run_name(scale.name)}/official/"
                       "snapshot_iter_N.caffemodel")
