@@ -106,10 +106,10 @@ class Reproduction:
             return
         root = options.bundle_root or options.work / "bundle"
         script = ('say() { printf "[reproduce-fer2013] %s\\n" "$*" >&2; }; '
-                  'source "$repo/scripts/gpu/bundle_env.sh" && printf "%s" "$python" && env -0 >"$root/.env"')
+                  'source "$repo/scripts/gpu/bundle_env.sh" >&2 && printf "%s" "$python" && env -0 >"$root/.env"')
         env = dict(self.env, repo=str(REPO_ROOT), bundle=str(options.bundle), logs=str(options.out),
                    root=str(root))
-        proc = _run(["bash", "-c", script], env, capture_output=True, text=True)
+        proc = _run(["bash", "-c", script], env, stdout=subprocess.PIPE, text=True)
         values = dict(entry.split("=", 1) for entry in (root / ".env").read_text().split("\0") if "=" in entry)
         self.env.update({name: values[name] for name in BUNDLE_VARIABLES if name in values})
         self.python = Path(proc.stdout.strip())

@@ -29,6 +29,7 @@
 #                       cuDNN when the CUDA toolkit has no cuBLAS (as here);
 #                       default: made from NVIDIA's PyPI wheels, pinned below
 #   FER_GPU_BUILD_JOBS  parallel compile jobs (default: number of cores)
+#   FER_GPU_BUNDLE_XZ_LEVEL  xz preset of the archive (default 6)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -136,4 +137,5 @@ if [ "${FER_GPU_BUILD_ONLY:-0}" = 1 ]; then
     exit 0
 fi
 "$python" "$repo/scripts/gpu/pack_bundle.py" --caffe-prefix "$prefix" --repo "$repo" \
-    --venv "$repo/.venv" --opencv-dir "$(opencv_dir)" --out "$bundle_dir"
+    --venv "$repo/.venv" --opencv-dir "$(opencv_dir)" --xz-level "${FER_GPU_BUNDLE_XZ_LEVEL:-6}" \
+    --out "$bundle_dir"
