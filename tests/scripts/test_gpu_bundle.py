@@ -79,8 +79,12 @@ def in_root(root, *args, timeout=900):
            "LD_LIBRARY_PATH": f"{BUNDLE}/lib:{BUNDLE}/caffe/lib",
            "MATPLOTLIBRC": f"{site}/matplotlib/mpl-data/matplotlibrc", "MPLBACKEND": "Agg",
            "FER_CAFFE_BIN": f"{BUNDLE}/caffe/bin/caffe", "GLOG_logtostderr": "1"}
-    mount = 'mount --rbind /dev "$0/dev" && mount -t proc proc "$0/proc" && exec chroot "$0" "$@"'
-    command = ["unshare", "--mount", "--fork", "sh", "-c", mount, str(root),
+    # Host tools by absolute path: the environment's PATH names nothing, inside or out.
+    tools = {name: shutil.which(name) for name in ("unshare", "sh", "mount", "chroot")}
+    assert all(tools.values()), f"the bare root needs these host tools: {tools}"
+    mount = (f'{tools["mount"]} --rbind /dev "$0/dev" && {tools["mount"]} -t proc proc "$0/proc" && '
+             f'exec {tools["chroot"]} "$0" "$@"')
+    command = [tools["unshare"], "--mount", "--fork", tools["sh"], "-c", mount, str(root),
                f"{BUNDLE}/python/usr/bin/python3.11", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -97,13 +101,12 @@ def finished_runs(tmp_path):
 
 
 def test_the_bundle_runs_prepare_report_and_predict_in_a_bare_root(bundle, tmp_path):
-    assert shutil.which("unshare") and shutil.which("chroot"), "the bare root needs unshare and chroot (util-linux)"
     root = tmp_path / "root"
     bare_root(root, bundle)
     host = finished_runs(tmp_path)
 
     # Nothing of the host's Python is visible: the standard library and every package come from the bundle.
-    probe = in_root(root, "-c", "import sys, os, numpy, matplotlib.pyplot as plt; "
+    probe = in_root(root, "-c", "import sys, os, numpy, matplotlib, matplotlib.pyplot; "
                     "print(sys.prefix, numpy.__file__, matplotlib.matplotlib_fname(), os.path.exists('/etc'))")
     assert probe.returncode == 0, probe.stderr[-3000:]
     prefix, numpy_file, rc_file, has_etc = probe.stdout.split()
@@ -119,14 +122,17 @@ def test_the_bundle_runs_prepare_report_and_predict_in_a_bare_root(bundle, tmp_p
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     manifest = json.loads((root / "work/prepared/manifest.json").read_text())
     assert manifest["dataset"] == "fer2013" and manifest["image_size"] == 48
-    items = json.loads((root / "work/prepared/items.json").read_text())
-    assert items == json.loads((host / "prepared/items.json").read_text())
+    def items(prepared):  # the same images, labels and splits as the host's prepare
+        return [(Path(i["source"]).name, i["label"], i["usage"]) for i in json.loads((prepared / "items.json").read_text())]
+    assert items(root / "work/prepared") == items(host / "prepared")
 
     # 2. report: reproduce.py on the host's finished runs writes the table with statistics and plots.
-    shutil.copytree(host / "runs", root / "work/runs", symlinks=True)
+    # The runs record their data folder's path: inside the root they keep the host's.
+    for folder in ("prepared", "runs"):
+        shutil.copytree(host / folder, root / str(host / folder)[1:], symlinks=True)
     report = in_root(root, f"{REPO}/tools/reproduce.py", "--table", "3", "--nets", "toy",
-                     "--variants", "softmax", "l2", "--scale", "smoke", "--data", "fer2013=/work/prepared",
-                     "--runs-dir", "/work/runs", "--out", "/work/table")
+                     "--variants", "softmax", "l2", "--scale", "smoke", "--data", f"fer2013={host / 'prepared'}",
+                     "--runs-dir", str(host / "runs"), "--out", "/work/table")
     assert report.returncode == 0, report.stderr[-3000:]
     table = json.loads((root / "work/table/table_3.json").read_text())
     assert {cell["column"] for cell in table["cells"]} == {"softmax", "l2"}
@@ -134,8 +140,7 @@ def test_the_bundle_runs_prepare_report_and_predict_in_a_bare_root(bundle, tmp_p
     assert "McNemar" in (root / "work/table/table_3.md").read_text()
 
     # 3. predict --onnx: a model exported on the host from one of the runs, on a prepared image.
-    run = next(p for p in (host / "runs").rglob("*") if p.is_dir() and (p / "fold_0").exists()
-               or p.is_dir() and any(p.glob("*/*.caffemodel")))
+    run = next(p for p in sorted((host / "runs").iterdir()) if p.is_dir() and "softmax" in p.name)
     model = tmp_path / "model.onnx"
     export = subprocess.run([str(REPO_ROOT / ".venv/bin/python"), str(REPO_ROOT / "tools/export_onnx.py"),
                              "--run", str(run), "--out", str(model)], capture_output=True, text=True, timeout=600)
