@@ -33,10 +33,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 export LD_LIBRARY_PATH=$root/lib:$root/caffe/lib:$cuda_dirs
 export PYTHONHOME=$root/python/usr PYTHONNOUSERSITE=1 PYTHONUNBUFFERED=1
-# dist-packages named explicitly: caffe's embedded interpreter, started without
-# a program name, takes the first python3 on PATH for its own, and where that
-# is a venv (as on the GPU machine) site.py skips PYTHONHOME's dist-packages.
-export PYTHONPATH=$repo:$root/caffe/python:$root/site:$root/python/usr/lib/python3/dist-packages:$repo/scripts/gpu
+# site/ named explicitly: caffe's embedded interpreter, started without a
+# program name, takes the first python3 on PATH for its own, and where that is
+# a venv (as on the GPU machine) site.py skips PYTHONHOME's folders.
+export PYTHONPATH=$repo:$root/caffe/python:$root/site:$repo/scripts/gpu
+# Debian's matplotlib looks for its rc file in /etc only; the bundle carries it.
+export MATPLOTLIBRC=$root/site/matplotlib/mpl-data/matplotlibrc MPLBACKEND=Agg
 # Like .venv/bin/caffe: the embedded interpreter gets the project and pycaffe
 # in front of whatever PYTHONPATH a caller sets.
 cat >"$root/caffe-wrapper" <<WRAP

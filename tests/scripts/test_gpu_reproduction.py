@@ -1,4 +1,5 @@
-"""scripts/gpu/reproduce_fer2013.sh on the CPU: its argument handling, and its prepare, train,
+"""scripts/gpu/reproduce_fer2013.sh (a thin entry point to tools/reproduce_fer2013.py and
+experiments/running/gpu_reproduction.py) on the CPU: its argument handling, and its prepare, train,
 report and speed stages end to end on a generated FER2013 image export (the GPU run itself needs a GPU machine)."""
 import csv
 import json
@@ -47,7 +48,7 @@ def fer2013_tarball(tmp_path, per_class=4):
     (["--stages", "prepare,fly"], "unknown stage fly"),
     (["--device", "cpu"], "--fer2013 TARBALL is required"),
     (["--device", "cpu", "--fer2013", "/nonexistent.tar"], "does not exist"),
-    (["--frobnicate"], "unknown argument --frobnicate"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_arguments_are_refused_with_a_reason(args, message):
     result = run(*args)
