@@ -3,6 +3,11 @@
 # machine's CUDA 13 libraries and sets up the environment the bundle's Caffe and
 # Python need. Expects: repo, bundle, logs, root and say(); sets FER_CAFFE_BIN,
 # python, LD_LIBRARY_PATH, PYTHONHOME, PYTHONPATH.
+if [ ! -f "$bundle" ] && compgen -G "$bundle.part-*" >/dev/null; then
+    # Sent in parts (each under the device tool's 64 MiB): join them, in name order.
+    cat "$bundle".part-* >"$bundle.joining" && mv "$bundle.joining" "$bundle" || exit 1
+    say "joined $(ls "$bundle".part-* | wc -l) parts into $bundle"
+fi
 [ -f "$bundle" ] || { say "error: $bundle missing: run scripts/gpu/build_bundle.sh first"; exit 1; }
 mkdir -p "$logs" "$root"
 start=$SECONDS

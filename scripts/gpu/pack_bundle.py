@@ -37,6 +37,23 @@ import tempfile
 from pathlib import Path
 
 BUNDLE_NAME = "fer-gpu-bundle.tar.xz"
+# The device tool carries at most 64 MiB beside the repository per call, so the archive is
+# also cut into parts below that; scripts/gpu/bundle_env.sh joins them on the GPU machine.
+PART_MIB = 56
+
+
+def split_archive(archive, part_bytes):
+    """Cut ``archive`` into <archive>.part-00, -01, ... of at most ``part_bytes`` each (old parts
+    removed first); returns their paths. ``cat`` of the parts in name order gives the archive."""
+    for old in archive.parent.glob(archive.name + ".part-*"):
+        old.unlink()
+    parts = []
+    with open(archive, "rb") as whole:
+        while chunk := whole.read(part_bytes):
+            part = archive.with_name(f"{archive.name}.part-{len(parts):02d}")
+            part.write_bytes(chunk)
+            parts.append(part)
+    return parts
 PYTHON = Path("/usr/bin/python3.11")
 STDLIB = Path("/usr/lib/python3.11")
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
@@ -319,7 +336,9 @@ def main():
                     *sorted(entry.name for entry in stage.iterdir())], check=True)
     partial.replace(archive)
     shutil.rmtree(stage)
-    say(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB)")
+    parts = split_archive(archive, PART_MIB * 2 ** 20)
+    say(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) and {len(parts)} part(s) of at most "
+        f"{PART_MIB} MiB for the device tool (carry one .gpu-bundle/*.part-NN per call; bundle_env.sh joins them)")
 
 
 if __name__ == "__main__":

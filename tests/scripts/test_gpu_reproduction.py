@@ -86,3 +86,25 @@ def test_the_stages_run_end_to_end_on_the_cpu(tmp_path):
                 "--out", str(out), "--work", str(tmp_path / "work"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "prepare" not in json.loads((out / "stages.json").read_text())
+
+
+def test_the_bundle_is_cut_into_parts_the_device_tool_carries_and_joined_back(tmp_path):
+    # The device tool carries 64 MiB a call: pack_bundle cuts the archive into smaller parts,
+    # bundle_env.sh joins them (in name order) before unpacking.
+    import random
+    import runpy
+    pack = runpy.run_path(str(REPO_ROOT / "scripts" / "gpu" / "pack_bundle.py"))
+    archive = tmp_path / "fer-gpu-bundle.tar.xz"
+    payload = random.Random(0).randbytes(2500)
+    archive.write_bytes(payload)
+    (tmp_path / "fer-gpu-bundle.tar.xz.part-07").write_bytes(b"stale")
+    parts = pack["split_archive"](archive, 1000)
+    assert [p.name for p in parts] == [f"fer-gpu-bundle.tar.xz.part-0{i}" for i in range(3)]
+    assert all(p.stat().st_size <= 1000 for p in parts) and pack["PART_MIB"] < 64
+    archive.unlink()
+    joined = subprocess.run(
+        ["bash", "-c", 'say() { echo "$*"; }; bundle=$1; repo=x logs=$2/logs root=$2/root; '
+         f'source {REPO_ROOT / "scripts" / "gpu" / "bundle_env.sh"}', "_", str(archive), str(tmp_path)],
+        capture_output=True, text=True)
+    assert "joined 3 parts" in joined.stdout, joined.stdout + joined.stderr
+    assert archive.read_bytes() == payload
