@@ -211,7 +211,11 @@ class _ParseError(Exception):
 
 
 def _tool_parser(script):
-    """The argparse parser a tool's main() builds, captured at its parse_args call."""
+    """The argparse parser a tool's main() builds, captured at its parse_args call. A library file
+    run as a script hands over to its tool (runtime/forward.py): that tool's parser."""
+    handed = re.search(r'run_tool_instead\("(\w+\.py)"\)', script.read_text())
+    if handed:
+        script = REPO / "tools" / handed.group(1)
     module_name = script.relative_to(REPO).with_suffix("").as_posix().replace("/", ".")
     module = importlib.import_module(module_name)
 
