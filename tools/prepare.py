@@ -24,6 +24,7 @@ from data_prep.readers.ckplus import NEUTRAL_MODES
 from data_prep.readers.oulu import CAMERAS, LIGHTS
 from data_prep.registry import DATASETS
 from tools.command import command_errors
+from tools.renamed_flags import add_renamed_argument
 
 
 def _per_dataset(describe):
@@ -56,8 +57,9 @@ def build_parser():
                        f"database's own train/val/test. Default: official for {'/'.join(official)}, else folds")
     split.add_argument("--folds", type=int, help="number of folds K (default "
                        + _per_dataset(lambda entry: entry.folds) + ")")
-    split.add_argument("--seed", type=int, default=0, help="seed of the fold assignment and the train "
-                       "shuffle (default 0)")
+    # --split-seed: not the solver's seed (tools/crossval.py --solver-seed); one name per meaning.
+    add_renamed_argument(split, "--split-seed", ("--seed",), dest="seed", type=int, default=0,
+                         help="seed of the fold assignment and the train shuffle (default 0)")
     image = parser.add_argument_group("alignment and images")
     image.add_argument("--size", type=int, help="side S of the stored S x S crops "
                        "(default 112, the face ResNet's input; 224 for VGG, 48 for the toy net; "

@@ -114,7 +114,7 @@ def test_synthetic_dataset_meets_the_contract_and_is_deterministic(tmp_path):
             assert one.keys() == two.keys()
             assert all(np.array_equal(one[k][0], two[k][0]) and one[k][1] == two[k][1] for k in one)
     # a different seed gives other folds
-    run(*common, "--out", tmp_path / "three", "--workers", 1, "--seed", 5)
+    run(*common, "--out", tmp_path / "three", "--workers", 1, "--split-seed", 5)
     other = json.loads((tmp_path / "three" / "manifest.json").read_text())
     assert other["splits"]["fold_00"]["test"]["subjects"] != manifest["splits"]["fold_00"]["test"]["subjects"] \
         or other["splits"]["fold_01"]["test"]["subjects"] != manifest["splits"]["fold_01"]["test"]["subjects"]
@@ -408,6 +408,15 @@ def test_known_landmarks_are_used_and_degenerate_ones_skipped(tmp_path, astronau
     assert manifest["skipped"] == [{"source": str((root / "3.png").resolve()),
                                     "reason": "unusable known landmarks: the source points coincide: "
                                               "no transform fits them"}]
+
+
+def test_the_split_seed_has_one_name_and_the_old_one_warns(capsys):
+    # Issue 23, item 6: --seed meant the fold split here and the solver's seed in crossval.
+    parser = build_parser()
+    assert parser.parse_args(["--dataset", "synthetic", "--out", "x", "--split-seed", "4"]).seed == 4
+    assert "warning" not in capsys.readouterr().err
+    assert parser.parse_args(["--dataset", "synthetic", "--out", "x", "--seed", "6"]).seed == 6
+    assert "warning: --seed is now --split-seed" in capsys.readouterr().err
 
 
 def test_every_option_is_documented():
