@@ -300,6 +300,18 @@ def test_oulu_casia(tmp_path, rng):
         read_oulu(root, light="Dark")
 
 
+def test_oulu_casia_units_are_its_480_sequences(tmp_path, rng):
+    # The paper's Oulu-CASIA figures are k / 480: 80 subjects x 6 sequences, one decision
+    # each over its three peak frames (issue 22, item 3; data_prep/prepared.py's units).
+    for subject in range(80):
+        for expression in ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"):
+            _oulu_sequence(tmp_path / "NI" / "Strong" / f"P{subject:03d}" / expression, rng, 4)
+    items = read_oulu(tmp_path).items
+    units = {(item.sequence, item.label) for item in items}
+    assert len(items) == 1440 and len(units) == 480
+    assert all(sum((i.sequence, i.label) == unit for i in items) == 3 for unit in list(units)[:20])
+
+
 def test_oulu_casia_without_originalimg(tmp_path, rng):
     _oulu_sequence(tmp_path / "NIR" / "Strong" / "P010" / "Sadness", rng, 5, ".png")
     assert [(i.label, i.subject) for i in read_oulu(tmp_path).items] == [(4, "P010")] * 3
@@ -363,6 +375,7 @@ def test_mmi_index_following_the_papers_selection_passes_the_check(tmp_path):
     check = result.info["index_check"]
     assert check["matches"] and check["mismatches"] == []
     assert check["found"]["sequences"] == 205 and check["found"]["frames"] == 615 == len(result.items)
+    assert len({(item.sequence, item.label) for item in result.items}) == 205    # decision units
     assert sum(check["found"]["sequences_per_class"].values()) == 205
     assert "follows the paper's selection" in mmi_check_text(tmp_path / "mmi_index.csv", check)
 
