@@ -21,6 +21,7 @@ from data_prep.pipeline import ImageError, decode_item
 from tools.prepare import build_parser, main
 from data_prep.prepared import PreparedDataset
 from tests.data_prep.ckplus_fixture import ckplus_layout_with_published_counts
+from tests.signals import sigint_as_at_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 PREPARE = REPO / "data_prep" / "prepare.py"
@@ -370,7 +371,7 @@ def test_interrupted_run_leaves_no_output_folder(tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(PREPARE), "--dataset", "synthetic", "--out", str(out), "--synthetic-subjects", "12",
          "--synthetic-images", "40", "--crops", "9", "--size", "64", "--workers", "1", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_as_at_a_terminal)
     deadline = time.time() + 600                          # imports alone take long on a loaded machine
     while not list(tmp_path.glob(".out.partial-*")) and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)

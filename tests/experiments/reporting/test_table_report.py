@@ -35,7 +35,7 @@ def test_table_7_compares_each_variant_with_softmax_on_the_same_database(tmp_pat
     path = table_report.write_table(table, rows, tmp_path / "table_7", [], reproduce.SCALES["smoke"])
     text = path.read_text()
     assert text.count("vs softmax") == 4
-    assert "| mmi_resnet_l2_center | l2_center | mmi | 1 | 80.00 | – | – |" in text
+    assert "| mmi_resnet_l2_center | l2_center | mmi | – | 1 | 80.00 | – | – |" in text   # starts from: –
     assert "78.54 in Table 7 but 78.53 in Table 11" in text and "60.48" not in text
     table_json = json.loads((tmp_path / "table_7" / "table_7.json").read_text())
     assert sum(cell.get("baseline") == "softmax" for cell in table_json["cells"]) == 4

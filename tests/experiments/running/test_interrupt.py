@@ -10,6 +10,7 @@ import time
 
 from runtime.caffe_env import REPO_ROOT
 from tests.prepared_fixture import build_prepared_dataset
+from tests.signals import sigint_as_at_a_terminal
 
 RUN = "tiny_toy_softmax"
 
@@ -17,7 +18,7 @@ RUN = "tiny_toy_softmax"
 def _interrupt_when(cmd, ready, timeout=120):
     """Start ``cmd``, send SIGINT once ``ready()`` holds; returns (exit status, stdout, stderr)."""
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=REPO_ROOT)
+                               cwd=REPO_ROOT, preexec_fn=sigint_as_at_a_terminal)
     deadline = time.time() + timeout
     while not ready() and process.poll() is None and time.time() < deadline:
         time.sleep(0.1)
