@@ -34,7 +34,7 @@ from data_prep.framing import load_fer2013_framing
 from data_prep.folds import ckplus_standard_folds, fold_splits, official_split, stratified_subject_folds
 from data_prep.items import Skip, natural_key
 from data_prep.labels import class_names
-from data_prep.prepared import ITEMS, MANIFEST
+from data_prep.prepared import ITEMS, MANIFEST, PrepareError  # noqa: F401 (PrepareError: part of this API)
 from data_prep.pipeline import PrepConfig, process_items
 from data_prep.registry import DATASETS, all_options, datasets_with_option
 from data_prep.writer import write_split
@@ -42,10 +42,6 @@ from data_prep.writer import write_split
 
 def _all_cores():
     return len(os.sched_getaffinity(0))
-
-
-class PrepareError(ValueError):
-    """The output or input folder forbids the run (an existing output, a missing file); nothing was written."""
 
 
 @dataclass(frozen=True)

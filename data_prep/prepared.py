@@ -23,7 +23,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.lmdb_io import lmdb_keys
 from runtime.files import read_json
 
 MANIFEST = "manifest.json"
@@ -99,6 +98,12 @@ def prepare_command(source):
     dataset, size = named
     return (f"python data_prep/prepare.py --dataset {dataset} --root <your {dataset} copy> "
             f"--out {location[0]}" + (f" --size {size}" if size else ""))
+
+
+class PrepareError(ValueError):
+    """prepare_dataset's output or input folder forbids the run (an existing output, a missing file);
+    nothing was written. Defined here, with the layout, so that command lines can name it without
+    importing the preparation pipeline (the Caffe-free ONNX route has no lmdb)."""
 
 
 class PreparedDatasetError(ValueError):
@@ -194,6 +199,9 @@ class PreparedDataset:
             return self.items(split, part)
         catalogue = self.all_items()
         crops = {}
+        # Imported here: this module is also the layout's owner for the Caffe-free ONNX route
+        # (inference, `pip install ".[onnx]"`), which has no lmdb.
+        from data_prep.lmdb_io import lmdb_keys
         for key in lmdb_keys(self.lmdb(split, part)):
             item, crop = parse_key(key)
             crops.setdefault(item, []).append(crop)

@@ -13,8 +13,7 @@ from pathlib import Path
 from data_prep.audit import AuditError
 from data_prep.items import DatasetLayoutError
 from data_prep.pipeline import ImageError
-from data_prep.prepare import PrepareError
-from data_prep.prepared import PreparedDatasetError
+from data_prep.prepared import PrepareError, PreparedDatasetError
 from experiments.errors import ExperimentError
 
 INTERRUPTED = 130

@@ -15,7 +15,7 @@ from tools.command import command_errors
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="compute_template.py", description=TEMPLATE_DOC.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=TEMPLATE_DOC.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="CK+ folder (cohn-kanade-images/ and Emotion/)")
     parser.add_argument("--out", required=True, help="template JSON file to write (refused if it exists)")
     parser.add_argument("--margin", type=float, default=0.15,

@@ -39,7 +39,7 @@ def _per_dataset(describe):
 def build_parser():
     official = [name for name, entry in DATASETS.items() if entry.split == "official"]
     parser = argparse.ArgumentParser(
-        prog="prepare.py", description=PREPARE_DOC.split("\n\n")[0],
+        description=PREPARE_DOC.split("\n\n")[0],
         epilog="Per-dataset defaults - " + "; ".join(f"{name}: {entry.describe_defaults()}"
                                                       for name, entry in DATASETS.items())
                + ". Errors exit with status 1 and a message naming the file and what to do. See docs/data.md.")
