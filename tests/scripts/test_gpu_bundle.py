@@ -35,6 +35,16 @@ HOST_LIBS = ("ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libpthread.so.0"
              "librt.so.1", "libresolv.so.2", "libutil.so.1", "libstdc++.so.6", "libgcc_s.so.1")
 BUNDLE = "/bundle"
 REPO = "/repo"
+# The CUDA math libraries (cuBLAS, cuRAND, cuDNN) the bundle leaves to the GPU machine, which has
+# them (bundle_env.sh finds them there); here: the ones build_bundle.sh unpacked from NVIDIA's
+# wheels to build against. The CUDA Caffe links them, so even importing pycaffe needs them; the
+# driver (libcuda) is loaded only by a CUDA call, which nothing here makes.
+CUDA_LIBS = "/cuda-libs"
+
+
+def cuda_libs_dir():
+    work = Path(os.environ.get("FER_GPU_BUILD_DIR", "/tmp/caffe-cuda"))
+    return Path(os.environ.get("FER_CUDA_LIBS_DIR") or work / "cuda-libs") / "lib"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +77,7 @@ def bare_root(root, bundle):
         shutil.copy2(Path("/lib/x86_64-linux-gnu", name).resolve(), lib / name)
     (root / "lib64").mkdir()
     os.symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", root / "lib64/ld-linux-x86-64.so.2")
-    for folder in ("tmp", "dev", "proc", "work"):
+    for folder in ("tmp", "dev", "proc", "work", CUDA_LIBS[1:]):
         (root / folder).mkdir(exist_ok=True)
 
 
@@ -76,13 +86,18 @@ def in_root(root, *args, timeout=900):
     site = f"{BUNDLE}/site"
     env = {"PATH": "/nonexistent", "HOME": "/tmp", "PYTHONHOME": f"{BUNDLE}/python/usr",
            "PYTHONNOUSERSITE": "1", "PYTHONPATH": f"{REPO}:{BUNDLE}/caffe/python:{site}",
-           "LD_LIBRARY_PATH": f"{BUNDLE}/lib:{BUNDLE}/caffe/lib",
+           "LD_LIBRARY_PATH": f"{BUNDLE}/lib:{BUNDLE}/caffe/lib:{CUDA_LIBS}",
            "MATPLOTLIBRC": f"{site}/matplotlib/mpl-data/matplotlibrc", "MPLBACKEND": "Agg",
            "FER_CAFFE_BIN": f"{BUNDLE}/caffe/bin/caffe", "GLOG_logtostderr": "1"}
     # Host tools by absolute path: the environment's PATH names nothing, inside or out.
     tools = {name: shutil.which(name) for name in ("unshare", "sh", "mount", "chroot")}
     assert all(tools.values()), f"the bare root needs these host tools: {tools}"
+    libs = cuda_libs_dir()
+    assert (libs / "libcurand.so.10").exists(), (
+        f"{libs} has no CUDA 13 math libraries: scripts/gpu/build_bundle.sh unpacks them there "
+        "(FER_CUDA_LIBS_DIR / FER_GPU_BUILD_DIR name another place)")
     mount = (f'{tools["mount"]} --rbind /dev "$0/dev" && {tools["mount"]} -t proc proc "$0/proc" && '
+             f'{tools["mount"]} --bind -o ro {libs} "$0{CUDA_LIBS}" && '
              f'exec {tools["chroot"]} "$0" "$@"')
     command = [tools["unshare"], "--mount", "--fork", tools["sh"], "-c", mount, str(root),
                f"{BUNDLE}/python/usr/bin/python3.11", *args]
