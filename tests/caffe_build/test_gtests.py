@@ -3,20 +3,15 @@ change (Convolution, PReLU, Eltwise, Split), compiled against the installed
 Caffe from the same source and patches it was built from, and run with both of
 a oneDNN build's convolution paths."""
 import os
-import re
 import subprocess
-import tarfile
-from pathlib import Path
 
 import pytest
 
-from runtime.caffe_env import REPO_ROOT, caffe_prefix, links_onednn
+from caffe_build import gtests
+from runtime.caffe_env import caffe_prefix, links_onednn
 
 pytestmark = pytest.mark.slow  # compiles and runs Caffe's gtests of the patched layers
 
-TEST_SOURCES = ("src/gtest/gtest-all.cpp", "src/caffe/test/test_caffe_main.cpp",
-                "src/caffe/test/test_convolution_layer.cpp", "src/caffe/test/test_neuron_layer.cpp",
-                "src/caffe/test/test_eltwise_layer.cpp", "src/caffe/test/test_split_layer.cpp")
 GTEST_FILTER = "*Convolution*:*PReLU*:*Eltwise*:*Split*"
 # TestNDAgainst2D requires the N-D convolution (always im2col + GEMM: oneDNN takes
 # 2-D only) to equal the 2-D one bit for bit. That holds only when both sum in the
@@ -27,22 +22,6 @@ GTEST_FILTER = "*Convolution*:*PReLU*:*Eltwise*:*Split*"
 EXACT_ACROSS_PATHS = "*TestNDAgainst2D*"
 
 
-def interface_include_dirs(prefix):
-    """The include folders libcaffe's users need beside the prefix's (e.g. the BLAS's
-    cblas.h that CAFFE_BLAS chose), as CaffeTargets.cmake lists them."""
-    text = (prefix / "share" / "Caffe" / "CaffeTargets.cmake").read_text()
-    found = re.search(r'INTERFACE_INCLUDE_DIRECTORIES "([^"]*)"', text)
-    dirs = found.group(1).replace("${_IMPORT_PREFIX}", str(prefix)).split(";") if found else []
-    return [f"-I{d}" for d in dict.fromkeys(dirs) if d and d != "/usr/include"]
-
-
-def compile_definitions(prefix):
-    """The definitions libcaffe was built with (CPU_ONLY, USE_OPENCV, ...)."""
-    text = (prefix / "share" / "Caffe" / "CaffeTargets.cmake").read_text()
-    found = re.search(r'INTERFACE_COMPILE_DEFINITIONS "([^"]*)"', text)
-    return [f"-D{d}" for d in found.group(1).split(";") if d]
-
-
 @pytest.fixture(scope="module")
 def patched_source(tmp_path_factory):
     prefix = caffe_prefix()
@@ -50,29 +29,13 @@ def patched_source(tmp_path_factory):
     if not record.is_file():
         pytest.skip(f"{prefix} was not built by scripts/install.sh (no .fer-source): "
                     "its source is unknown (FER_CAFFE_PREFIX install)")
-    source = Path(record.read_text().strip())
-    root = tmp_path_factory.mktemp("caffe-src")
-    if source.is_dir():
-        subprocess.run(["cp", "-a", f"{source}/.", str(root)], check=True)
-    else:
-        with tarfile.open(source) as tar:
-            tar.extractall(root)
-    for patch in sorted((REPO_ROOT / "caffe_build" / "patches").glob("*.patch")):
-        subprocess.run(["patch", "-p1", "-s", "--batch", "-i", str(patch)], cwd=root, check=True)
+    root = gtests.patched_source(record.read_text().strip(), tmp_path_factory.mktemp("caffe-src"), cuda=False)
     return prefix, root
 
 
 def test_caffe_gtests_of_the_patched_layers_pass(patched_source, tmp_path):
     prefix, root = patched_source
-    binary = tmp_path / "caffe_gtests"
-    compile_cmd = ["g++", "-O1", "-fopenmp", *compile_definitions(prefix),
-                   f"-I{prefix / 'include'}", *interface_include_dirs(prefix),
-                   f"-I{root / 'include'}", f"-I{root / 'src'}",
-                   *[str(root / s) for s in TEST_SOURCES], "-o", str(binary),
-                   f"-L{prefix / 'lib'}", f"-Wl,-rpath,{prefix / 'lib'}", "-lcaffe", "-lglog",
-                   "-lgflags", "-lprotobuf", "-lboost_system", "-lboost_thread", "-lpthread"]
-    built = subprocess.run(compile_cmd, capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr[-3000:]
+    binary = gtests.compile_gtests(prefix, root, gtests.CPU_TEST_SOURCES, tmp_path / "caffe_gtests")
     # Both convolution paths of a oneDNN build (patch 0107): oneDNN runs the float cases,
     # CAFFE_CPU_CONVOLUTION=gemm switches them to im2col + GEMM.
     onednn = links_onednn(prefix)
@@ -87,8 +50,8 @@ def test_caffe_gtests_of_the_patched_layers_pass(patched_source, tmp_path):
         run = subprocess.run([str(binary), f"--gtest_filter={gtest_filter}"], cwd=root,
                              capture_output=True, text=True, timeout=600, env=env)
         assert run.returncode == 0, f"{choice}: {run.stdout[-3000:]}"
-        passed = re.search(r"\[  PASSED  \] (\d+) tests", run.stdout)
-        assert passed and int(passed.group(1)) >= 70, run.stdout[-2000:]
+        passed = gtests.passed_count(run.stdout)
+        assert passed is not None and passed >= 70, run.stdout[-2000:]
         ran_exact = "RUN      ] ConvolutionLayerTest/0.TestNDAgainst2D" in run.stdout
         assert ran_exact == (choice == "gemm" or not onednn), f"{choice}: {gtest_filter}"
         ran_onednn = "CPU convolutions run on oneDNN" in run.stderr
