@@ -85,6 +85,21 @@ def test_fer2013_image_folders(tmp_path, rng):
     assert reasons["PublicTest_3.png"] == "prefix says val but the file is in train/"
 
 
+def test_fer2013_image_folders_of_lossless_webp_give_the_same_items_and_pixels(tmp_path, rng):
+    from data_prep.pipeline import decode_item
+    for name in ("train/angry/Training_1", "test/happy/PublicTest_2", "test/sad/PrivateTest_3"):
+        image = rng.integers(0, 256, (48, 48)).astype(np.uint8)
+        for folder, suffix, flags in (("png", ".png", []), ("webp", ".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])):
+            path = tmp_path / folder / (name + suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(path), image, flags)
+    png, webp = read_fer2013(tmp_path / "png"), read_fer2013(tmp_path / "webp")
+    assert [(Path(i.source).stem, i.label, i.usage) for i in webp.items] == \
+        [(Path(i.source).stem, i.label, i.usage) for i in png.items] and len(webp.items) == 3
+    for a, b in zip(png.items, webp.items):
+        assert np.array_equal(decode_item(a), decode_item(b))
+
+
 def test_fer2013_unknown_class_folder(tmp_path, rng):
     _png(tmp_path / "train" / "bored" / "Training_1.png", rng)
     (tmp_path / "test").mkdir()
