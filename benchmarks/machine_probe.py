@@ -27,10 +27,30 @@ REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", 
                   "avx512_bf16", "avx512_fp16", "amx_tile")
 
 
+# Set by scripts/gpu/bundle_env.sh to where the GPU bundle is unpacked: its python3.11
+# (PYTHONHOME), site/ and lib/ are on the paths of everything started from there.
+BUNDLE_ROOT_VARIABLE = "FER_BUNDLE_ROOT"
+
+
 def worker_pythonpath(env):
     """PYTHONPATH of a worker process: the project first (the workers import benchmarks.*,
     also in an environment that is not the project's, such as PyTorch's), then ``env``'s."""
-    return os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    folders = [str(REPO_ROOT), *env.get("PYTHONPATH", "").split(os.pathsep)]
+    return os.pathsep.join(dict.fromkeys(f for f in folders if f))
+
+
+def foreign_python_env(env):
+    """The environment for a worker in another Python than the project's (PyTorch's): without the
+    GPU bundle's PYTHONHOME, which would point that interpreter at python3.11's standard library,
+    and without the bundle's folders on PYTHONPATH and LD_LIBRARY_PATH, whose numpy and libraries
+    would shadow that Python's own. Outside the bundle only PYTHONHOME is dropped."""
+    clean = {k: v for k, v in env.items() if k != "PYTHONHOME"}
+    bundle = env.get(BUNDLE_ROOT_VARIABLE)
+    if bundle:
+        for name in ("PYTHONPATH", "LD_LIBRARY_PATH"):
+            kept = [d for d in env.get(name, "").split(os.pathsep) if d and not Path(d).is_relative_to(bundle)]
+            clean[name] = os.pathsep.join(kept)
+    return clean
 
 
 BLAS_FILE = re.compile(r"lib(scipy_)?openblas|libblis|libmkl_rt|libblas\.so|libdnnl")

@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.machine_probe import (BENCH_CLI, REPO_ROOT, UNSET_ENV, UNSET_REASON,
                                       describe_blas, describe_convolution, machine_description,
                                       mapped_blas_files, measure_fma_peak, probe_blas,
-                                      worker_pythonpath)
+                                      foreign_python_env, worker_pythonpath)
 from benchmarks.torch_mirror import layer_graph
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "train.csv"
@@ -358,6 +358,8 @@ def run(options):
                     else:
                         python = sys.executable if kind == "pycaffe" else options.torch_python
                         worker = "pycaffe" if kind == "pycaffe" else "torch"
+                        if kind == "pytorch":
+                            env = foreign_python_env(env)
                         result = run_worker(python, [
                             "--worker", worker, "--model", str(model if kind == "pycaffe" else graph),
                             "--warmup", str(warmup), "--iters", str(iters),

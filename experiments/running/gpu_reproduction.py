@@ -30,8 +30,8 @@ DEVICES = ("gpu", "cpu")
 SCALES = ("paper", "cpu", "smoke")
 DEFAULT_BUNDLE = REPO_ROOT / ".gpu-bundle" / "fer-gpu-bundle.tar.xz"
 # What scripts/gpu/bundle_env.sh sets for the bundle's Caffe and Python.
-BUNDLE_VARIABLES = ("FER_CAFFE_BIN", "LD_LIBRARY_PATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONPATH",
-                    "PYTHONUNBUFFERED", "MATPLOTLIBRC", "MPLBACKEND", "GLOG_logtostderr")
+BUNDLE_VARIABLES = ("FER_CAFFE_BIN", "FER_BUNDLE_ROOT", "LD_LIBRARY_PATH", "PYTHONHOME", "PYTHONNOUSERSITE",
+                    "PYTHONPATH", "PYTHONUNBUFFERED", "MATPLOTLIBRC", "MPLBACKEND", "GLOG_logtostderr")
 
 
 class ReproductionError(Exception):
@@ -157,7 +157,8 @@ class Reproduction:
         _say(f"table: {self.options.out / 'table_3.md'}")
 
     def _torch_python(self):
-        """A wrapper that runs a python with torch without the bundle's PYTHONHOME/PYTHONPATH, or None."""
+        """A python with torch (and, for --device gpu, a GPU), or None. bench_train.py starts it
+        without the bundle's PYTHONHOME and folders (FER_BUNDLE_ROOT names them)."""
         candidate = self.options.torch_python or shutil.which("python3")
         if not candidate:
             return None
@@ -166,10 +167,7 @@ class Reproduction:
         if subprocess.run([candidate, "-c", check, self.options.device], env=clean,
                           capture_output=True).returncode != 0:
             return None
-        wrapper = self.options.work / "torch-python"
-        wrapper.write_text(f"#!/bin/sh\nexec env -u PYTHONHOME -u PYTHONPATH '{candidate}' \"$@\"\n")
-        wrapper.chmod(0o755)
-        return wrapper
+        return candidate
 
     def speed_stage(self):
         device_args = ["--gpu", "0", "--gpu-math", "fp32,tf32"] if self.options.device == "gpu" \

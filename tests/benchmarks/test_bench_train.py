@@ -168,3 +168,27 @@ def test_the_command_line_runs_caffe_and_pycaffe_through_its_workers(tmp_path):
 def test_the_command_line_refuses_a_zero_iteration_count():
     with pytest.raises(SystemExit):
         bench_train.main(["--nets", "toy", "--iters", "0", "--no-save"])
+
+
+def test_the_pytorch_worker_starts_without_the_gpu_bundles_python(tmp_path, monkeypatch):
+    # On the GPU machine bench_train.py runs in the bundle's python3.11 (PYTHONHOME, its site/ and
+    # lib/ on the paths, FER_BUNDLE_ROOT naming them) and PyTorch in the machine's python3.12:
+    # the worker must get neither the bundle's PYTHONHOME nor its folders, and still the project.
+    bundle = tmp_path / "bundle"
+    monkeypatch.setenv("FER_BUNDLE_ROOT", str(bundle))
+    monkeypatch.setenv("PYTHONHOME", str(bundle / "python/usr"))
+    monkeypatch.setenv("PYTHONPATH", f"{REPO_ROOT}:{bundle}/site:/elsewhere")
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{bundle}/lib:/opt/torch/nvidia/cudnn/lib")
+    seen = tmp_path / "worker-env.txt"
+    fake_torch_python = tmp_path / "python3.12"  # records what it was started with, then fails
+    fake_torch_python.write_text(f"#!/bin/sh\nenv > {seen}\nexit 3\n")
+    fake_torch_python.chmod(0o755)
+    options = train_runner.TrainBenchOptions(nets=["toy"], frameworks=["pytorch"], iters=1, warmup=0,
+                                             repeats=1, threads=1, torch_python=str(fake_torch_python),
+                                             measure_peak=False)
+    with pytest.raises(train_runner.BenchmarkError, match="exit 3"):
+        train_runner.run(options)
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    assert "PYTHONHOME" not in env
+    assert env["PYTHONPATH"].split(":") == [str(REPO_ROOT), "/elsewhere"]
+    assert env["LD_LIBRARY_PATH"] == "/opt/torch/nvidia/cudnn/lib"
