@@ -6,7 +6,8 @@
 #
 #   scripts/gpu/build_bundle.sh [BUNDLE_DIR]      (default: <repo>/.gpu-bundle)
 #
-# The archive holds: the Caffe install (CUDA, cuDNN, pycaffe, Python layer),
+# The archive holds: the Caffe install (CUDA, cuDNN, pycaffe, Python layer,
+# caffe-gtests: Caffe's own tests of the cuDNN and CUDA layers),
 # the shared libraries it links that are not part of glibc/libstdc++ (Boost,
 # glog, protobuf, HDF5, OpenBLAS, ...), Debian's python3.11, and WHOLE every
 # third-party package the project's Python imports (pack_bundle.py finds them:
@@ -131,8 +132,17 @@ opencv_dir() {
     echo "$dir"
 }
 
+# Caffe's gtests of the cuDNN and CUDA layers, compiled against that install
+# (scripts/gpu/build_gtests.py, about a minute on 2 cores) for scripts/gpu_check.sh.
+build_gtests() {
+    PYTHONPATH=$repo "$python" "$repo/scripts/gpu/build_gtests.py" --caffe-prefix "$prefix" \
+        --source "$("$repo/scripts/fetch_caffe_source.sh" "$cache/src")" --work "$work/gtests" \
+        --jobs "${FER_GPU_BUILD_JOBS:-$(nproc)}"
+}
+
 cuda_libs_dir
 build_caffe
+build_gtests
 if [ "${FER_GPU_BUILD_ONLY:-0}" = 1 ]; then
     exit 0
 fi

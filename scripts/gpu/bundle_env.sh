@@ -3,15 +3,26 @@
 # machine's CUDA 13 libraries and sets up the environment the bundle's Caffe and
 # Python need. Expects: repo, bundle, logs, root and say(); sets FER_CAFFE_BIN,
 # python, LD_LIBRARY_PATH, PYTHONHOME, PYTHONPATH.
-if [ ! -f "$bundle" ] && compgen -G "$bundle.part-*" >/dev/null; then
-    # Sent in parts (each under the device tool's 64 MiB): join them, in name order.
-    cat "$bundle".part-* >"$bundle.joining" && mv "$bundle.joining" "$bundle" || exit 1
-    say "joined $(ls "$bundle".part-* | wc -l) parts into $bundle"
-fi
+join_parts() {
+    # Sent in parts (each under the device tool's 64 MiB a call): join them, in name order.
+    if [ ! -f "$1" ] && compgen -G "$1.part-*" >/dev/null; then
+        cat "$1".part-* >"$1.joining" && mv "$1.joining" "$1" || return 1
+        say "joined $(ls "$1".part-* | wc -l) parts into $1"
+    fi
+}
+landmarks=${bundle%/*}/fer-gpu-landmarks.tar.xz
+join_parts "$bundle" && join_parts "$landmarks" || exit 1
 [ -f "$bundle" ] || { say "error: $bundle missing: run scripts/gpu/build_bundle.sh first"; exit 1; }
 mkdir -p "$logs" "$root"
 start=$SECONDS
 tar -xJf "$bundle" -C "$root" || exit 1
+# dlib's 68-point landmark model, in an archive of its own (pack_bundle.py): only face
+# alignment needs it, so a session that aligns no faces may leave it behind.
+if [ -f "$landmarks" ]; then
+    tar -xJf "$landmarks" -C "$root" || exit 1
+else
+    say "no $landmarks: face alignment (prepare of an aligned database, predict.py on photos) is unavailable"
+fi
 say "unpacked the bundle in $((SECONDS - start)) s"
 
 # The machine's CUDA 13 math libraries (cuBLAS, cuRAND, cuDNN 9 and what cuDNN
@@ -52,5 +63,7 @@ export PYTHONPATH='$PYTHONPATH'\${PYTHONPATH:+:\$PYTHONPATH}
 exec '$root/caffe/bin/caffe' "\$@"
 WRAP
 chmod +x "$root/caffe-wrapper"
-export FER_CAFFE_BIN=$root/caffe-wrapper GLOG_logtostderr=1
+# Named so that a worker in another Python (PyTorch's, benchmarks/machine_probe.py)
+# is started without the bundle's PYTHONHOME and folders.
+export FER_CAFFE_BIN=$root/caffe-wrapper GLOG_logtostderr=1 FER_BUNDLE_ROOT=$root
 python=$root/python/usr/bin/python3.11

@@ -11,7 +11,8 @@ Called by scripts/gpu/build_bundle.sh (read it first). Run with Debian's
    each of them, and pycaffe, in a child Python and keeps every top-level
    package that lands in sys.modules from a site folder (numpy under scipy,
    pyparsing under matplotlib, pkg_resources under face_recognition_models...).
-2. Copies into a staging folder: the Caffe install (bin/caffe, lib/, python/),
+2. Copies into a staging folder: the Caffe install (bin/caffe, lib/, python/,
+   and bin/caffe-gtests: Caffe's gtests of the cuDNN layers, scripts/gpu/build_gtests.py),
    Debian's python3.11 with its standard library, each found package WHOLE
    with its distribution's files (wheels' *.libs folders, metadata), pytest,
    matplotlib's mpl-data (Debian keeps it in /usr/share), and every shared
@@ -20,10 +21,11 @@ Called by scripts/gpu/build_bundle.sh (read it first). Run with Debian's
    OpenCV comes from the opencv-python-headless wheel unpacked in
    --opencv-dir: Debian's cv2 links 360 libraries (GTK, FFmpeg, VTK, 430 MB).
    Of face_recognition_models only the landmark models data_prep/alignment.py
-   loads are kept.
+   loads are kept; the 68-point one goes to an archive of its own (LANDMARKS_NAME).
 3. Checks the staging folder is self-contained (each library resolves inside
    it or to the allowed system/CUDA set; a CPU smoke run passes from it), and
-   writes DIR/fer-gpu-bundle.tar.xz.
+   writes DIR/fer-gpu-bundle.tar.xz and DIR/fer-gpu-landmarks.tar.xz, each also
+   cut into parts the device tool carries one per call.
 """
 import argparse
 import ast
@@ -37,9 +39,17 @@ import tempfile
 from pathlib import Path
 
 BUNDLE_NAME = "fer-gpu-bundle.tar.xz"
-# The device tool carries at most 64 MiB beside the repository per call, so the archive is
-# also cut into parts below that; scripts/gpu/bundle_env.sh joins them on the GPU machine.
-PART_MIB = 56
+# dlib's 68-point landmark model (95 MB, 60.5 MiB at xz -6, half the bundle) travels in an archive
+# of its own, unpacked into the same root: only face alignment loads it (prepare on a database that
+# is aligned, predict.py on photos), not the FER2013 reproduction or the GPU check, so a GPU session
+# that does not align faces carries two parts fewer.
+LANDMARKS_NAME = "fer-gpu-landmarks.tar.xz"
+LANDMARKS_FILE = Path("site/face_recognition_models/models/shape_predictor_68_face_landmarks.dat")
+# The device tool carries at most 64 MiB per call, the repository's files (about 3 MiB) included,
+# so each archive is also cut into parts of at most PART_MIB; scripts/gpu/bundle_env.sh joins them
+# on the GPU machine (tests/scripts/test_gpu_reproduction.py checks the repository leaves room).
+PART_MIB = 60
+DEVICE_CARRY_MIB = 64
 
 
 def split_archive(archive, part_bytes):
@@ -63,8 +73,8 @@ STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip
                "_tkinter*"}  # _tkinter would bring Tcl/Tk
 # The project's own top-level packages, scanned for imports and never packed
 # (the repository travels beside the bundle). caffe comes from --caffe-prefix.
-PROJECT_SOURCES = ("benchmarks", "caffe_layers", "data_prep", "experiments", "inference", "nets",
-                   "runtime", "tools", "scripts", "tests")
+PROJECT_SOURCES = ("benchmarks", "caffe_build", "caffe_layers", "data_prep", "experiments", "inference",
+                   "nets", "runtime", "tools", "scripts", "tests")
 NOT_PACKED = {"caffe", "gpu_mode_plugin", "conftest", *PROJECT_SOURCES}
 # Imported by the project only where they exist (the PyTorch side of the
 # benchmarks runs in the GPU machine's own Python) or only by tests that the
@@ -216,6 +226,10 @@ def copy_python(stage, repo, caffe_prefix, sites, venv_site, env):
 def copy_caffe(stage, caffe_prefix):
     (stage / "caffe/bin").mkdir(parents=True)
     shutil.copy2(caffe_prefix / "bin/caffe", stage / "caffe/bin/caffe")
+    gtests = caffe_prefix / "bin/caffe-gtests"
+    if not gtests.exists():
+        sys.exit(f"{gtests} missing: scripts/gpu/build_bundle.sh compiles it (scripts/gpu/build_gtests.py)")
+    shutil.copy2(gtests, stage / "caffe/bin/caffe-gtests")
     shutil.copytree(caffe_prefix / "lib", stage / "caffe/lib", symlinks=True,
                     ignore=shutil.ignore_patterns("*.a"))
     shutil.copytree(caffe_prefix / "python", stage / "caffe/python", symlinks=True,
@@ -300,6 +314,11 @@ def smoke_test(stage, repo, packages, env):
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             sys.exit(f"smoke test from the bundle failed: {command}\n{proc.stderr[-4000:]}")
+    # The gtests load (no GPU is needed to list them: the test main's CUDA queries just fail).
+    listed = subprocess.run([str(stage / "caffe/bin/caffe-gtests"), "--gtest_list_tests"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    if listed.returncode != 0 or "CuDNNConvolutionLayerTest" not in listed.stdout:
+        sys.exit(f"caffe-gtests does not list the cuDNN tests:\n{listed.stdout[-2000:]}{listed.stderr[-2000:]}")
     shutil.rmtree(work)
 
 
@@ -329,16 +348,25 @@ def main():
     check_self_contained(stage, env)
     smoke_test(stage, args.repo, packages, env)
     args.out.mkdir(parents=True, exist_ok=True)
-    archive = args.out / BUNDLE_NAME
-    partial = archive.with_suffix(".partial")
+    landmarks_stage = Path(tempfile.mkdtemp(prefix="fer-gpu-landmarks-"))
+    (landmarks_stage / LANDMARKS_FILE).parent.mkdir(parents=True)
+    (stage / LANDMARKS_FILE).replace(landmarks_stage / LANDMARKS_FILE)
+    for name, folder in ((BUNDLE_NAME, stage), (LANDMARKS_NAME, landmarks_stage)):
+        archive = write_archive(folder, args.out / name, args.xz_level)
+        shutil.rmtree(folder)
+        parts = split_archive(archive, PART_MIB * 2 ** 20)
+        say(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) and {len(parts)} part(s) of at most "
+            f"{PART_MIB} MiB for the device tool (carry one part per call; bundle_env.sh joins them)")
+
+
+def write_archive(folder, archive, xz_level):
+    """``folder``'s contents as ``archive`` (.tar.xz), written whole or not at all."""
+    partial = archive.with_name(archive.name + ".partial")
     # xz on every core (the tarfile module compresses on one).
-    subprocess.run(["tar", "-C", str(stage), "-I", f"xz -T0 -{args.xz_level}", "-cf", str(partial),
-                    *sorted(entry.name for entry in stage.iterdir())], check=True)
+    subprocess.run(["tar", "-C", str(folder), "-I", f"xz -T0 -{xz_level}", "-cf", str(partial),
+                    *sorted(entry.name for entry in folder.iterdir())], check=True)
     partial.replace(archive)
-    shutil.rmtree(stage)
-    parts = split_archive(archive, PART_MIB * 2 ** 20)
-    say(f"wrote {archive} ({archive.stat().st_size / 2 ** 20:.1f} MiB) and {len(parts)} part(s) of at most "
-        f"{PART_MIB} MiB for the device tool (carry one .gpu-bundle/*.part-NN per call; bundle_env.sh joins them)")
+    return archive
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ The bundle's Caffe is the CUDA build: without a GPU driver it cannot train, so t
 checked on the GPU machine (scripts/gpu/reproduce_fer2013.sh), not here. Where nvcc is missing the
 bundle cannot be built and the test fails saying so: it does not skip.
 
-FER_GPU_BUNDLE=<fer-gpu-bundle.tar.xz> uses an archive already built instead of building one.
+FER_GPU_BUNDLE=<fer-gpu-bundle.tar.xz> uses an archive already built instead of building one
+(fer-gpu-landmarks.tar.xz beside it).
 """
 import json
 import os
@@ -63,7 +64,9 @@ def bundle(tmp_path_factory):
 def bare_root(root, bundle):
     """The bundle, a copy of the repository's files, the host's glibc/libstdc++ and empty /tmp, /dev, /proc."""
     (root / BUNDLE[1:]).mkdir(parents=True)
-    subprocess.run(["tar", "-xJf", str(bundle), "-C", str(root / BUNDLE[1:])], check=True)
+    # The bundle and, beside it, the archive of dlib's 68-point landmark model (predict.py loads it).
+    for archive in (bundle, bundle.parent / "fer-gpu-landmarks.tar.xz"):
+        subprocess.run(["tar", "-xJf", str(archive), "-C", str(root / BUNDLE[1:])], check=True)
     tracked = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "-co", "--exclude-standard"],
                              capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
@@ -81,8 +84,9 @@ def bare_root(root, bundle):
         (root / folder).mkdir(exist_ok=True)
 
 
-def in_root(root, *args, timeout=900):
-    """Runs the bundle's Python in the bare root, with the environment scripts/gpu/bundle_env.sh sets."""
+def in_root(root, *args, timeout=900, program=f"{BUNDLE}/python/usr/bin/python3.11"):
+    """Runs the bundle's Python (or another ``program`` of the bundle) in the bare root, with the
+    environment scripts/gpu/bundle_env.sh sets."""
     site = f"{BUNDLE}/site"
     env = {"PATH": "/nonexistent", "HOME": "/tmp", "PYTHONHOME": f"{BUNDLE}/python/usr",
            "PYTHONNOUSERSITE": "1", "PYTHONPATH": f"{REPO}:{BUNDLE}/caffe/python:{site}",
@@ -99,8 +103,7 @@ def in_root(root, *args, timeout=900):
     mount = (f'{tools["mount"]} --rbind /dev "$0/dev" && {tools["mount"]} -t proc proc "$0/proc" && '
              f'{tools["mount"]} --bind -o ro {libs} "$0{CUDA_LIBS}" && '
              f'exec {tools["chroot"]} "$0" "$@"')
-    command = [tools["unshare"], "--mount", "--fork", tools["sh"], "-c", mount, str(root),
-               f"{BUNDLE}/python/usr/bin/python3.11", *args]
+    command = [tools["unshare"], "--mount", "--fork", tools["sh"], "-c", mount, str(root), program, *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -127,6 +130,13 @@ def test_the_bundle_runs_prepare_report_and_predict_in_a_bare_root(bundle, tmp_p
     prefix, numpy_file, rc_file, has_etc = probe.stdout.split()
     assert prefix == f"{BUNDLE}/python/usr" and numpy_file.startswith(f"{BUNDLE}/site/")
     assert rc_file.startswith(f"{BUNDLE}/site/matplotlib/") and has_etc == "False"
+
+    # Caffe's gtests of the cuDNN layers load there (they run on the GPU: scripts/gpu_check.sh).
+    listed = in_root(root, "--gtest_list_tests", program=f"{BUNDLE}/caffe/bin/caffe-gtests")
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
+    cases = {line.rstrip(".") for line in listed.stdout.splitlines() if line and not line.startswith(" ")}
+    assert {"CuDNNConvolutionLayerTest/0", "CuDNNPoolingLayerTest/0", "CuDNNNeuronLayerTest/0",
+            "CuDNNSoftmaxLayerTest/0", "EltwiseLayerTest/2", "InnerProductLayerTest/3"} <= cases, cases
 
     # 1. prepare: the FER2013 image export, as the reproduction script's prepare stage runs it.
     shutil.copytree(host / "fer2013", root / "work/fer2013")

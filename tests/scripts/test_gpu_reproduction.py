@@ -100,11 +100,28 @@ def test_the_bundle_is_cut_into_parts_the_device_tool_carries_and_joined_back(tm
     (tmp_path / "fer-gpu-bundle.tar.xz.part-07").write_bytes(b"stale")
     parts = pack["split_archive"](archive, 1000)
     assert [p.name for p in parts] == [f"fer-gpu-bundle.tar.xz.part-0{i}" for i in range(3)]
-    assert all(p.stat().st_size <= 1000 for p in parts) and pack["PART_MIB"] < 64
+    assert all(p.stat().st_size <= 1000 for p in parts)
+    landmarks = tmp_path / pack["LANDMARKS_NAME"]
+    landmarks.write_bytes(payload[:1500])
+    pack["split_archive"](landmarks, 1000)
     archive.unlink()
+    landmarks.unlink()
     joined = subprocess.run(
         ["bash", "-c", 'say() { echo "$*"; }; bundle=$1; repo=x logs=$2/logs root=$2/root; '
          f'source {REPO_ROOT / "scripts" / "gpu" / "bundle_env.sh"}', "_", str(archive), str(tmp_path)],
         capture_output=True, text=True)
-    assert "joined 3 parts" in joined.stdout, joined.stdout + joined.stderr
-    assert archive.read_bytes() == payload
+    assert "joined 3 parts" in joined.stdout and "joined 2 parts" in joined.stdout, joined.stdout + joined.stderr
+    assert archive.read_bytes() == payload and landmarks.read_bytes() == payload[:1500]
+
+
+def test_a_bundle_part_and_the_repository_fit_in_one_device_call():
+    # The device tool carries at most 64 MiB a call, the repository's files (tracked and
+    # untracked-not-ignored) included: a part of PART_MIB must leave room for them.
+    import runpy
+    pack = runpy.run_path(str(REPO_ROOT / "scripts" / "gpu" / "pack_bundle.py"))
+    names = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "-co", "--exclude-standard", "-z"],
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    tree = sum((REPO_ROOT / n).stat().st_size for n in names if n and (REPO_ROOT / n).is_file())
+    assert pack["PART_MIB"] * 2 ** 20 + tree <= pack["DEVICE_CARRY_MIB"] * 2 ** 20, (
+        f"the repository's {tree / 2 ** 20:.1f} MiB and a {pack['PART_MIB']} MiB part exceed the "
+        f"device tool's {pack['DEVICE_CARRY_MIB']} MiB a call: lower PART_MIB in scripts/gpu/pack_bundle.py")
