@@ -3,8 +3,9 @@
     here:        scripts/gpu/build_bundle.sh     the CUDA Caffe and everything it needs, as .gpu-bundle/
     GPU machine: scripts/gpu/reproduce_fer2013.sh --fer2013 FER2013.tar [--out DIR] [--stages ...]
 
-FER2013.tar holds the image-folder copy (train/<class>/Training_*.png,
-test/<class>/{PublicTest,PrivateTest}_*.png; docs/results.md says how to make it).
+FER2013.tar (also .tar.xz) holds the image-folder copy (train/<class>/Training_*.png,
+test/<class>/{PublicTest,PrivateTest}_*.png; lossless WebP images instead of PNG make it 57 MB:
+docs/docker.md, "A GPU session").
 --device cpu --scale smoke [--net toy] runs the same stages on this machine with the
 project's .venv (how the tests check the script's parts; not a result).
 """
