@@ -32,7 +32,7 @@ REPRODUCE = REPO_ROOT / "scripts" / "gpu" / "reproduce_fer2013.sh"
 ARCHIVE_NAME = "gpu_session.tar.gz"
 # Run-folder files worth bringing back: logs, learning curves, summaries (weights and LMDBs stay).
 KEPT_SUFFIXES = (".log", ".json", ".jsonl", ".csv", ".md", ".txt", ".png")
-KEPT_MAX_BYTES = 4 * 2 ** 20
+KEPT_MAX_BYTES = 8 * 2 ** 20
 # The device tool brings back files of at most 16 MiB.
 ARCHIVE_MAX_BYTES = 16 * 2 ** 20
 POLL_S = 10
@@ -147,26 +147,35 @@ class Session:
         return True
 
     def kept_files(self):
-        """(path, name in the archive) of everything worth bringing back, small files only."""
+        """(kept, too_large): (path, name in the archive) of everything worth bringing back, and the
+        names of the files of those kinds left out for their size."""
         work = self.options.work
         roots = [self.check_dir, self.reproduce_out, work / "reproduce" / "runs", work / "reproduce" / "table"]
-        found = [(self.reproduce_log, "reproduce.log")] if self.reproduce_log.exists() else []
+        kept = [(self.reproduce_log, "reproduce.log")] if self.reproduce_log.exists() else []
+        too_large = []
         for root in roots:
             if not root.is_dir():
                 continue
             for path in sorted(root.rglob("*")):
-                if path.is_file() and path.suffix in KEPT_SUFFIXES and path.stat().st_size <= KEPT_MAX_BYTES:
-                    found.append((path, str(path.relative_to(work))))
-        return found
+                if path.is_file() and path.suffix in KEPT_SUFFIXES:
+                    name = str(path.relative_to(work))
+                    if path.stat().st_size <= KEPT_MAX_BYTES:
+                        kept.append((path, name))
+                    else:
+                        too_large.append(name)
+        return kept, too_large
 
     def pack(self):
-        """<out>/gpu_session.tar.gz of kept_files(), written whole."""
+        """<out>/gpu_session.tar.gz of kept_files(), written whole; says what was left out."""
         self.options.out.mkdir(parents=True, exist_ok=True)
         archive = self.options.out / ARCHIVE_NAME
         partial = archive.with_name(archive.name + ".partial")
+        kept, too_large = self.kept_files()
         with tarfile.open(partial, "w:gz") as tar:
-            for path, name in self.kept_files():
+            for path, name in kept:
                 tar.add(path, arcname=name)
+        if too_large:
+            _say(f"left out {len(too_large)} file(s) over {KEPT_MAX_BYTES // 2 ** 20} MiB: {', '.join(too_large)}")
         partial.replace(archive)
         size = archive.stat().st_size
         if size > ARCHIVE_MAX_BYTES:

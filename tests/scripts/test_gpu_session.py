@@ -54,3 +54,19 @@ def test_the_reproduction_runs_on_after_the_call_and_is_collected_later(tmp_path
     assert {"reproduce.log", "reproduce-out/stages.json", "reproduce-out/table_3.md"} <= set(names), names
     assert any(n.startswith("reproduce/runs/") and n.endswith(".log") for n in names), names
     assert not any(n.endswith((".caffemodel", ".solverstate", ".mdb")) for n in names), names
+
+
+def test_a_file_too_large_to_bring_back_is_named_not_dropped_silently(tmp_path):
+    from experiments.running import gpu_session
+    work = tmp_path / "work"
+    options = gpu_session.SessionOptions(out=tmp_path / "out", work=work, device="cpu", collect_only=True, wait_s=0)
+    session = gpu_session.Session(options)
+    (work / "check").mkdir(parents=True)
+    (work / "check" / "steps.jsonl").write_text('{"step": "device_query", "status": "ok", "seconds": 1}\n')
+    (work / "check" / "huge.log").write_bytes(b"x" * (gpu_session.KEPT_MAX_BYTES + 1))
+    (work / "check" / "weights.caffemodel").write_bytes(b"w")
+    archive = session.pack()
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["check/steps.jsonl"]
+    assert session.kept_files()[1] == ["check/huge.log"]
+    assert session.summary()["check_steps"] == [{"step": "device_query", "status": "ok", "seconds": 1}]
