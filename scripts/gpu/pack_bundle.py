@@ -350,7 +350,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     landmarks_stage = Path(tempfile.mkdtemp(prefix="fer-gpu-landmarks-"))
     (landmarks_stage / LANDMARKS_FILE).parent.mkdir(parents=True)
-    (stage / LANDMARKS_FILE).replace(landmarks_stage / LANDMARKS_FILE)
+    shutil.move(stage / LANDMARKS_FILE, landmarks_stage / LANDMARKS_FILE)
     for name, folder in ((BUNDLE_NAME, stage), (LANDMARKS_NAME, landmarks_stage)):
         archive = write_archive(folder, args.out / name, args.xz_level)
         shutil.rmtree(folder)
