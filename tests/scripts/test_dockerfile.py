@@ -453,7 +453,8 @@ def test_patched_cuda_sources_compile(tmp_path, pinned_source_tarball):
 # ---------------------------------------------------------------- the GPU check's scripts
 
 def test_gpu_check_scripts_are_valid_bash():
-    scripts = ["scripts/gpu_check.sh", *(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "scripts/gpu").glob("*.sh"))]
+    gpu_scripts = (REPO_ROOT / "scripts" / "gpu").glob("*.sh")
+    scripts = ["scripts/gpu_check.sh", *(str(p.relative_to(REPO_ROOT)) for p in gpu_scripts)]
     assert "scripts/gpu/steps.sh" in scripts and "scripts/gpu/session.sh" in scripts
     for script in scripts:
         proc = subprocess.run(["bash", "-n", str(REPO_ROOT / script)], capture_output=True,
