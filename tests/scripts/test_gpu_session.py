@@ -59,7 +59,8 @@ def test_the_reproduction_runs_on_after_the_call_and_is_collected_later(tmp_path
 def test_a_file_too_large_to_bring_back_is_named_not_dropped_silently(tmp_path):
     from experiments.running import gpu_session
     work = tmp_path / "work"
-    options = gpu_session.SessionOptions(out=tmp_path / "out", work=work, device="cpu", collect_only=True, wait_s=0)
+    options = gpu_session.SessionOptions(out=tmp_path / "out", work=work, device="cpu", collect_only=True,
+                                         wait_s=0)
     session = gpu_session.Session(options)
     (work / "check").mkdir(parents=True)
     (work / "check" / "steps.jsonl").write_text('{"step": "device_query", "status": "ok", "seconds": 1}\n')

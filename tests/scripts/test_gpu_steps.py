@@ -13,7 +13,8 @@ def run_steps(tmp_path, body, budget=None):
     env = {"PATH": "/usr/bin:/bin"}
     if budget is not None:
         env["FER_GPU_CHECK_BUDGET_S"] = str(budget)
-    script = f'say() {{ echo "$*" >&2; }}; logs={tmp_path}; status=0; source {STEPS}\n{body}\necho "status=$status"'
+    script = (f'say() {{ echo "$*" >&2; }}; logs={tmp_path}; status=0; source {STEPS}\n'
+              f'{body}\necho "status=$status"')
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
     steps = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
     return done, steps
