@@ -183,7 +183,8 @@ class Reproduction:
         (self.options.out / "speed.txt").write_text(proc.stdout)
 
     def run(self):
-        """Runs the stages (env always) and writes stages.json with each one's seconds."""
+        """Runs the stages (env always) and writes stages.json with each one's seconds; a stage that
+        fails is recorded there as {"failed": stage, "after_s": seconds} before its error is raised."""
         self.options.out.mkdir(parents=True, exist_ok=True)
         self.options.work.mkdir(parents=True, exist_ok=True)
         timings = {}
@@ -193,7 +194,12 @@ class Reproduction:
                 continue
             _say(f"== {stage}")
             begun = time.monotonic()
-            getattr(self, f"{stage}_stage")()
+            try:
+                getattr(self, f"{stage}_stage")()
+            except ReproductionError:
+                timings["failed"] = {"stage": stage, "after_s": round(time.monotonic() - begun)}
+                write_json_atomic(self.options.out / "stages.json", timings)
+                raise
             timings[stage] = round(time.monotonic() - begun)
             _say(f"{stage}: {timings[stage]} s")
         timings["total"] = round(time.monotonic() - start)

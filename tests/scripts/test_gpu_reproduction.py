@@ -88,6 +88,15 @@ def test_the_stages_run_end_to_end_on_the_cpu(tmp_path):
     assert "prepare" not in json.loads((out / "stages.json").read_text())
 
 
+def test_a_failed_stage_is_recorded_in_stages_json(tmp_path):
+    # The report stage without a trained table fails; stages.json says which stage and when.
+    out = tmp_path / "out"
+    done = run("--device", "cpu", "--stages", "report", "--out", str(out), "--work", str(tmp_path / "work"))
+    assert done.returncode == 1 and "has no table_3" in done.stderr, done.stderr
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["failed"]["stage"] == "report" and "env" in stages and "total" not in stages
+
+
 def test_the_bundle_is_cut_into_parts_the_device_tool_carries_and_joined_back(tmp_path):
     # The device tool carries 64 MiB a call: pack_bundle cuts the archive into smaller parts,
     # bundle_env.sh joins them (in name order) before unpacking.
