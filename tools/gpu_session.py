@@ -26,7 +26,8 @@ def parse_args(argv=None):
                         help="the unpacked bundle, the check's logs, the reproduction (kept across calls)")
     parser.add_argument("--device", default="gpu", help="gpu (default) or cpu (no check; smoke scale)")
     parser.add_argument("--check-budget-s", type=int, default=240,
-                        help="seconds for scripts/gpu_check.sh, its unpacking included (default 240)")
+                        help="seconds for scripts/gpu_check.sh, its unpacking included (default 240; "
+                        "0: no check)")
     parser.add_argument("--wait-s", type=int, default=300,
                         help="seconds this call waits for the reproduction before packing (default 300)")
     parser.add_argument("--collect", action="store_true",

@@ -85,6 +85,9 @@ class Session:
         if self.options.device == "cpu":
             _say("check: skipped (--device cpu: the GPU check needs the GPU machine)")
             return None
+        if self.options.check_budget_s == 0:
+            _say("check: skipped (--check-budget-s 0)")
+            return None
         self.check_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, FER_GPU_CHECK_BUDGET_S=str(self.options.check_budget_s),
                    FER_GPU_ROOT=str(self.bundle_root))
