@@ -71,3 +71,13 @@ def test_a_file_too_large_to_bring_back_is_named_not_dropped_silently(tmp_path):
         assert tar.getnames() == ["check/steps.jsonl"]
     assert session.kept_files()[1] == ["check/huge.log"]
     assert session.summary()["check_steps"] == [{"step": "device_query", "status": "ok", "seconds": 1}]
+
+
+def test_a_check_budget_of_zero_skips_the_check(tmp_path, capsys):
+    # gpu_check.sh reads FER_GPU_CHECK_BUDGET_S=0 as "no cap": the session must not pass it on.
+    from experiments.running import gpu_session
+    options = gpu_session.SessionOptions(out=tmp_path / "out", work=tmp_path / "work", device="gpu",
+                                         collect_only=True, check_budget_s=0)
+    assert gpu_session.Session(options).run_check() is None
+    assert "check: skipped (--check-budget-s 0)" in capsys.readouterr().out
+    assert not (tmp_path / "work" / "check").exists()
