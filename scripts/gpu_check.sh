@@ -56,7 +56,7 @@ step check_gpu_fp32 180 "${strict[@]}" "$python" "$repo/scripts/gpu/check_gpu.py
     --iters "$iters" --json "$logs/check_gpu_fp32.json"
 gtest_filter=$("$python" -c 'from caffe_build.gtests import CUDA_GTEST_FILTER; print(CUDA_GTEST_FILTER)')
 step gtests_cuda 300 "${strict[@]}" "$root/caffe/bin/caffe-gtests" --gtest_filter="$gtest_filter"
-grep -E '^\[  (PASSED|FAILED)  \]' "$logs/gtests_cuda.log" >&2
+grep -E '^\[  (PASSED|FAILED)  \]' "$logs/gtests_cuda.log" >&2 2>/dev/null
 
 # Per-layer `caffe time -gpu 0` of the face ResNet at 112, batch 64, beside
 # PyTorch when FER_BENCH_TORCH_PYTHON names a python with torch (default: the
@@ -80,7 +80,7 @@ step profile_resnet_bvlc_like 300 env CAFFE_CUDNN_ALGO_SEARCH=heuristic CAFFE_CU
 step check_gpu 180 "$python" "$repo/scripts/gpu/check_gpu.py" --caffe-bin "$FER_CAFFE_BIN" \
     --work /tmp/fer-gpu-work --device gpu --tolerance inf --iters "$iters" --json "$logs/check_gpu.json" \
     --curve-reference "$logs/check_gpu_fp32.json"
-cat "$logs/check_gpu_fp32.json" "$logs/check_gpu.json" >&2
+cat "$logs/check_gpu_fp32.json" "$logs/check_gpu.json" >&2 2>/dev/null
 cp /tmp/fer-gpu-work/train_gpu.log "$logs/" 2>/dev/null
 
 mapfile -t tests < <(ls "$repo"/tests/caffe_layers/test_*.py "$repo"/tests/runtime/test_caffe_env.py 2>/dev/null)
