@@ -123,15 +123,13 @@ class Session:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
-        # A zombie child of this process still answers kill(0): reap it if it is ours.
+        # A finished process nobody has reaped yet (this call's own child, or an orphan under a
+        # parent that does not reap) still answers kill(0): its state in /proc is Z.
         try:
-            finished, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            finished = 0
-        stat = Path(f"/proc/{pid}/stat")
-        if finished or (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z")):
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1]
+        except FileNotFoundError:  # reaped meanwhile
             return None
-        return pid
+        return None if state.startswith("Z") else pid
 
     def wait(self):
         """Waits until the reproduction ends or wait_s passes; True if it has ended."""
